@@ -1,0 +1,83 @@
+"""The demo's claims and the package's layering rules."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import titanmem
+from titanmem.cli import main
+from titanmem.demo import RecallSetting, chunk_matches_naive, recall_accuracy
+
+PACKAGE = Path(titanmem.__file__).parent
+# design.md: each stratum imports only from the ones above it.
+STRATA = ["ops", "modules", "layers", "blocks", "models", "data", "train", "eval"]
+ALLOWED = {
+    "ops": {"ops"},
+    "modules": {"ops", "modules"},
+    "layers": {"ops", "modules", "layers"},
+    "blocks": {"ops", "modules", "layers", "blocks"},
+    "models": {"ops", "modules", "layers", "blocks", "models"},
+    "data": {"data"},
+    "train": set(STRATA),
+    "eval": set(STRATA),
+}
+
+
+def test_few_pairs_are_recalled_exactly():
+    assert recall_accuracy(RecallSetting(pairs=16, depth=1, lr=0.5)) == 1.0
+
+
+def test_recall_falls_with_load_and_with_forgetting():
+    light = recall_accuracy(RecallSetting(pairs=32, depth=1, lr=0.5))
+    heavy = recall_accuracy(RecallSetting(pairs=128, depth=1, lr=0.5))
+    forgetting = recall_accuracy(RecallSetting(pairs=32, depth=1, lr=0.5, decay=0.1))
+    assert heavy < light and forgetting < light
+
+
+def test_repeated_passes_raise_recall_of_a_deep_memory():
+    once = recall_accuracy(RecallSetting(pairs=128, depth=2, lr=0.1, momentum=0.5, passes=1))
+    eight = recall_accuracy(RecallSetting(pairs=128, depth=2, lr=0.1, momentum=0.5, passes=8))
+    assert eight > 0.95 and eight > once
+
+
+def test_demo_runs_from_the_cli(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "recall" in out and "max |difference|" in out
+    assert chunk_matches_naive() < 1e-5
+
+
+def _imported_strata(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the file's package
+                parts = path.relative_to(PACKAGE).parts[: -node.level]
+                target = list(parts) + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.startswith("titanmem."):
+                target = node.module.split(".")[1:]
+            else:
+                continue
+            if target:
+                found.add(target[0])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("titanmem."):
+                    found.add(alias.name.split(".")[1])
+    return found & set(STRATA)
+
+
+@pytest.mark.parametrize("stratum", STRATA)
+def test_strata_import_only_upwards(stratum):
+    for path in (PACKAGE / stratum).rglob("*.py"):
+        bad = _imported_strata(path) - ALLOWED[stratum]
+        assert not bad, f"{path.relative_to(PACKAGE)} imports {sorted(bad)}; {stratum} may import {sorted(ALLOWED[stratum])}"
+
+
+def test_ops_do_not_import_transformers():
+    for path in (PACKAGE / "ops").rglob("*.py"):
+        assert "transformers" not in path.read_text(), path

@@ -1,0 +1,1 @@
+"""Corpora from package registries, tokenizers and synthetic long-context tasks."""

@@ -1,0 +1,1 @@
+"""Evaluation: perplexity, needle-in-a-haystack, BABILong-style, MQAR, lm-eval adapter."""

@@ -1,0 +1,1 @@
+"""Token mixers (NeuralMemory, Attention). May import ``ops`` and ``modules``."""

@@ -1,0 +1,1 @@
+"""Hugging Face-compatible models; the only stratum that imports ``transformers``."""

@@ -1,0 +1,1 @@
+"""Small nn pieces (RMSNorm, SwiGLU, causal depthwise conv, rotary). May import ``titanmem.ops``."""

@@ -1,0 +1,171 @@
+"""Chunk-parallel neural memory: the naive loop's numbers from batched matmuls (see README.md)."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from .coefficients import chunk_coefficients
+from .mlp import activation_fn, activation_grad, mlp_forward
+from .state import MemoryState
+from .validation import validate_op_inputs
+
+__all__ = ["neural_memory_chunk"]
+
+
+def _chunk_step(
+    weights: tuple[torch.Tensor, ...],
+    moments: tuple[torch.Tensor, ...],
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lr: torch.Tensor,
+    eta: torch.Tensor,
+    alpha: torch.Tensor,
+    read: str,
+    activation: str,
+    residual: bool,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """One chunk of n tokens: q, k ``[B, H, n, Dk]``, v ``[B, H, n, Dv]``, gates ``[B, H, n]``.
+
+    Returns the reads ``[B, H, n, Dv]`` and the weights and momentum after the chunk's last token.
+    """
+    coef = chunk_coefficients(eta, alpha)
+    act, act_grad = activation_fn(activation), activation_grad(activation)
+    depth = len(weights)
+
+    # Forward on the keys at the chunk-start weights W_0, keeping each layer's input h_{l-1}.
+    inputs, pre = [], []
+    h = k
+    for i, w in enumerate(weights):
+        inputs.append(h)
+        z = h @ w
+        if i < depth - 1:
+            pre.append(z)
+            h = act(z)
+    # Backward by hand: delta_l = d loss / d z_l per token; the gradient of token m for layer l is the
+    # outer product h_{l-1,m}^T delta_{l,m} (eq. 12 with the factor 2 of the square), never formed.
+    delta = 2.0 * ((z + k if residual else z) - v)
+    deltas = [delta]
+    for i in range(depth - 2, -1, -1):
+        delta = (delta @ weights[i + 1].transpose(-1, -2)) * act_grad(pre[i])
+        deltas.append(delta)
+    deltas.reverse()
+
+    if read == "chunk":
+        y = mlp_forward(weights, q, activation, residual)
+    else:
+        # Dual form (TTT mini-batch dual form, with momentum and forgetting folded into gamma):
+        # x_i W_{l,i} = beta_i x_i W_{l,0} + c_i x_i S_{l,0} - sum_m G[i,m] theta_m (x_i . h_m) delta_m.
+        g_theta = coef.gamma * lr.unsqueeze(-2)  # [B, H, n, n]
+        x = q
+        for i, (w, s) in enumerate(zip(weights, moments)):
+            d_out = w.shape[-1]
+            base = x @ torch.cat((w, s), dim=-1)
+            z = (
+                coef.beta.unsqueeze(-1) * base[..., :d_out]
+                + coef.c.unsqueeze(-1) * base[..., d_out:]
+                - (g_theta * (x @ inputs[i].transpose(-1, -2))) @ deltas[i]
+            )
+            x = act(z) if i < depth - 1 else z
+        y = x + q if residual else x
+
+    # Carry to the next chunk: W_n and S_n as weighted sums of the per-token gradients.
+    carry_w = (coef.carry_w * lr).unsqueeze(-1)
+    carry_s = (coef.carry_s * lr).unsqueeze(-1)
+    beta_end = coef.beta[..., -1, None, None]
+    c_end = coef.c[..., -1, None, None]
+    eta_end = coef.eta_end[..., None, None]
+    new_w, new_s = [], []
+    for w, s, h_in, d in zip(weights, moments, inputs, deltas):
+        d_out = w.shape[-1]
+        upd = h_in.transpose(-1, -2) @ torch.cat((carry_w * d, carry_s * d), dim=-1)
+        new_w.append(beta_end * w + c_end * s - upd[..., :d_out])
+        new_s.append(eta_end * s - upd[..., d_out:])
+    return y, tuple(new_w), tuple(new_s)
+
+
+def _chunk_group(
+    weights: tuple[torch.Tensor, ...],
+    moments: tuple[torch.Tensor, ...],
+    pieces: list[tuple[torch.Tensor, ...]],
+    read: str,
+    activation: str,
+    residual: bool,
+) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Consecutive chunks, the state carried from one to the next (eqs. 13-14 across chunks)."""
+    ys = []
+    for q_c, k_c, v_c, lr_c, eta_c, alpha_c in pieces:
+        y, weights, moments = _chunk_step(
+            weights, moments, q_c, k_c, v_c, lr_c, eta_c, alpha_c, read, activation, residual
+        )
+        ys.append(y)
+    return ys, weights, moments
+
+
+def neural_memory_chunk(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lr: torch.Tensor,
+    momentum: torch.Tensor,
+    decay: torch.Tensor,
+    state: MemoryState,
+    chunk_size: int = 64,
+    read: str = "token",
+    activation: str = "gelu",
+    residual: bool = False,
+    check_inputs: bool = True,
+    recompute_chunks: int = 8,
+) -> tuple[torch.Tensor, MemoryState]:
+    """Titans neural memory (arXiv 2501.00663v1, eqs. 12-18), computed chunk by chunk with matmuls.
+
+    Same arguments and the same results as :func:`neural_memory_naive` (see it for the equations):
+    inside a chunk, every gradient is taken at the chunk-start weights and the momentum + forgetting
+    recurrence is a lower-triangular coefficient matrix built in log space; reads after each token's
+    update use the dual form; MLP gradients are written in closed form. No per-token weights or
+    per-token gradient matrices are materialised.
+
+    Args:
+        q, k: ``[B, T, H, Dk]``; v: ``[B, T, H, Dv]``; lr, momentum, decay: ``[B, T, H]``.
+        state: weights and momentum, each ``[B, H, d_in, d_out]``, float32 (or float64).
+        chunk_size, read, activation, residual, check_inputs: as in :func:`neural_memory_naive`.
+        recompute_chunks: when autograd records, keep only the inputs of each group of this many
+            chunks and the state between groups, and recompute the group in the backward pass
+            (activation checkpointing): memory linear in T with a small constant, one extra
+            forward. Larger groups keep fewer states alive and hold more intermediates while one
+            group is recomputed. 0 keeps every intermediate (fastest backward, most memory).
+
+    Returns:
+        ``y`` of shape ``[B, T, H, Dv]`` in q's dtype, and the state after the last token.
+    """
+    dims = validate_op_inputs(
+        q, k, v, lr, momentum, decay, state, chunk_size, read, activation, residual, check_inputs
+    )
+    if isinstance(recompute_chunks, bool) or not isinstance(recompute_chunks, int):
+        raise TypeError(f"recompute_chunks must be an int, got {type(recompute_chunks).__name__}")
+    if recompute_chunks < 0:
+        raise ValueError(f"recompute_chunks must be >= 0 (0 disables recomputation), got {recompute_chunks}")
+    if dims.length == 0:
+        return q.new_empty(dims.batch, 0, dims.heads, dims.dim_v), state
+
+    dtype, out_dtype = state.weights[0].dtype, q.dtype
+    q, k, v = (t.to(dtype).transpose(1, 2) for t in (q, k, v))  # [B, H, T, D]
+    lr, momentum, decay = (g.to(dtype).transpose(1, 2) for g in (lr, momentum, decay))  # [B, H, T]
+
+    use_checkpoint = recompute_chunks > 0 and torch.is_grad_enabled()
+    group = recompute_chunks if use_checkpoint else dims.length
+    weights, moments = state.weights, state.momentum
+    # split (not slicing in the loop): its backward concatenates the chunk gradients once, where
+    # per-chunk slices would each allocate and add a gradient of the full input's size.
+    pieces = list(zip(*(t.split(chunk_size, dim=2) for t in (q, k, v, lr, momentum, decay))))
+    ys: list[torch.Tensor] = []
+    for first in range(0, len(pieces), group):
+        args = (weights, moments, pieces[first : first + group], read, activation, residual)
+        if use_checkpoint:
+            y_group, weights, moments = checkpoint(_chunk_group, *args, use_reentrant=False)
+        else:
+            y_group, weights, moments = _chunk_group(*args)
+        ys.extend(y_group)
+    y = torch.cat(ys, dim=2).transpose(1, 2).to(out_dtype)
+    return y, MemoryState(weights, moments)

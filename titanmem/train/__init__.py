@@ -1,0 +1,1 @@
+"""Training: job configuration, optimizer, loop, checkpoints, distributed wrapping."""
