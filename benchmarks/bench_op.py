@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import inspect
 import json
 import os
 import platform
@@ -31,7 +30,6 @@ if str(ROOT) not in sys.path:
 
 from titanmem.ops import MemoryState, neural_memory_chunk  # noqa: E402
 
-HAS_RECOMPUTE_CHUNKS = "recompute_chunks" in inspect.signature(neural_memory_chunk).parameters
 FLOP_CONVENTION = "model FLOPs: analytic forward count; fwd+bwd = 3x forward (recomputation not counted)"
 TARGET_RATIO, TARGET_BYTES = 0.20, 2 * 2**30
 MiB = 2**20
@@ -43,9 +41,9 @@ def chunk_flops(n: int, dims: list[int], read: str) -> int:
     flops = sum(2 * n * a * b for a, b in layers)  # key forward
     flops += sum(2 * n * b * c for (_, b), (_, c) in zip(layers[:-1], layers[1:]))  # hand backward
     flops += sum(2 * n * a * 2 * b for a, b in layers)  # carry to the next chunk
+    flops += 2 * n**3 + 2 * n**2  # coefficient matmuls (Gamma = K P, c = K E), both read modes
     if read == "token":
         flops += sum(2 * n * a * 2 * b + 2 * n * n * a + 2 * n * n * b for a, b in layers)
-        flops += 2 * n**3 + 2 * n**2  # coefficient matmuls
     else:
         flops += sum(2 * n * a * b for a, b in layers)
     return flops
@@ -102,7 +100,7 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     dims = [dk, *[hid] * (cfg["depth"] - 1), dv]
     weights = [(torch.randn(B, H, a, b) / a**0.5).requires_grad_(grad) for a, b in zip(dims, dims[1:])]
     state = MemoryState(tuple(weights), tuple(torch.zeros_like(w) for w in weights))
-    extra = {"recompute_chunks": cfg["recompute_chunks"]} if cfg["recompute_chunks"] is not None else {}
+    extra = {"recompute_chunks": cfg["recompute_chunks"]}
     leaves = [q, k, v, *gates, *weights]
 
     def step() -> None:
@@ -238,13 +236,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--chunk", type=int, default=64)
     p.add_argument("--profile-memory", action="store_true",
                    help="also measure peak tensor memory with torch.profiler (one extra, slow iteration)")
-    p.add_argument("--recompute-chunks", type=int, default=None,
-                   help="passed to neural_memory_chunk (only if its signature has recompute_chunks)")
+    p.add_argument("--recompute-chunks", type=int, default=8,
+                   help="neural_memory_chunk's recompute_chunks (0 keeps every intermediate)")
     p.add_argument("--out-md", type=Path, default=ROOT / "benchmarks/results/bench_op.md")
     p.add_argument("--out-json", type=Path, default=ROOT / "benchmarks/results/bench_op.json")
     args = p.parse_args()
-    if args.recompute_chunks is not None and not HAS_RECOMPUTE_CHUNKS:
-        p.error("this neural_memory_chunk has no recompute_chunks argument")
     if args.quick:
         args.batch, args.lengths, args.iters = [1], [256, 512], 1
     return args
@@ -256,11 +252,8 @@ def main() -> None:
         print(json.dumps(run_worker(json.loads(args.worker))))
         return
     info = machine_info(args.threads)
-    default_rc = inspect.signature(neural_memory_chunk).parameters.get("recompute_chunks")
-    rc = args.recompute_chunks if args.recompute_chunks is not None else (
-        f"{default_rc.default} (op default)" if default_rc else "n/a (op has no such argument)")
     info["op"] = (f"H=4, Dk=Dv=64, depth 2, hidden 256, gelu, chunk {args.chunk}, float32, "
-                  f"recompute=True, recompute_chunks={rc}")
+                  f"recompute_chunks={args.recompute_chunks}")
     mm = [matmul_gflops(args.threads)]
     rows = []
     for B in args.batch:
@@ -292,7 +285,7 @@ def main() -> None:
     print(report)
     for path, text in ((args.out_md, report), (args.out_json, json.dumps(
             {"machine": info, "matmul_gflops": mm, "flop_convention": FLOP_CONVENTION,
-             "recompute_chunks_supported": HAS_RECOMPUTE_CHUNKS, "rows": rows,
+             "rows": rows,
              "targets": targets(rows)}, indent=2))):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

@@ -116,7 +116,7 @@ ERROR_CASES = {
     "state_momentum_not_tensor": (_with_state(momentum=lambda s: (s.momentum[0], s.momentum[1].tolist())),
                                   TypeError, r"^state\.momentum\[1\] must be a torch\.Tensor"),
     "q_not_tensor": (_set(q=lambda q: q.tolist()), TypeError, r"^q must be a torch\.Tensor"),
-    "v_numpy": (_set(v=lambda v: v.numpy()), TypeError, r"^v must be a torch\.Tensor"),
+    "v_list": (_set(v=lambda v: v.tolist()), TypeError, r"^v must be a torch\.Tensor"),
     "decay_float": (_set(decay=0.1), TypeError, r"^decay must be a torch\.Tensor"),
 }
 
