@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
 from .coefficients import chunk_coefficients
 from .mlp import activation_fn, activation_grad, mlp_forward
@@ -88,19 +87,60 @@ def _chunk_step(
 def _chunk_group(
     weights: tuple[torch.Tensor, ...],
     moments: tuple[torch.Tensor, ...],
-    pieces: list[tuple[torch.Tensor, ...]],
+    inputs: tuple[torch.Tensor, ...],
+    chunk_size: int,
     read: str,
     activation: str,
     residual: bool,
-) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-    """Consecutive chunks, the state carried from one to the next (eqs. 13-14 across chunks)."""
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Consecutive chunks of ``inputs = (q, k, v, lr, eta, alpha)``, the state carried from one to
+    the next (eqs. 13-14 across chunks); returns the reads ``[B, H, len, Dv]`` and the last state."""
     ys = []
-    for q_c, k_c, v_c, lr_c, eta_c, alpha_c in pieces:
+    for q_c, k_c, v_c, lr_c, eta_c, alpha_c in zip(*(t.split(chunk_size, dim=2) for t in inputs)):
         y, weights, moments = _chunk_step(
             weights, moments, q_c, k_c, v_c, lr_c, eta_c, alpha_c, read, activation, residual
         )
         ys.append(y)
-    return ys, weights, moments
+    return torch.cat(ys, dim=2), weights, moments
+
+
+class _RecomputedGroup(torch.autograd.Function):
+    """A group of chunks run without recording a graph; the backward pass recomputes it.
+
+    This is activation checkpointing written out: unlike ``torch.utils.checkpoint`` (non-reentrant),
+    whose forward keeps every autograd node of the group alive, the forward here leaves a single
+    node per group. Thousands of small long-lived nodes interleaved with the chunks' megabyte-sized
+    temporaries fragment the heap and multiply the resident memory; one node per group does not.
+    The backward uses ``torch.autograd.grad`` on the recomputed group, so ``torch.autograd.grad``
+    and ``gradcheck`` work from outside (reentrant checkpointing supports only ``backward()``).
+    """
+
+    @staticmethod
+    def forward(ctx, settings: tuple, depth: int, *tensors: torch.Tensor):  # type: ignore[override]
+        ctx.settings, ctx.depth = settings, depth
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(*tensors)
+        y, weights, moments = _chunk_group(*_unflatten(tensors, depth), *settings)
+        return (y, *weights, *moments)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor | None):  # type: ignore[override]
+        needs = ctx.needs_input_grad[2:]
+        leaves = [t.detach().requires_grad_(need) for t, need in zip(ctx.saved_tensors, needs)]
+        with torch.enable_grad():
+            y, weights, moments = _chunk_group(*_unflatten(leaves, ctx.depth), *ctx.settings)
+        used = [(o, g) for o, g in zip((y, *weights, *moments), grads) if g is not None and o.requires_grad]
+        wanted = [t for t in leaves if t.requires_grad]
+        if not used or not wanted:
+            return (None, None, *[None] * len(leaves))
+        found = iter(torch.autograd.grad(
+            [out for out, _ in used], wanted, [g for _, g in used], allow_unused=True
+        ))
+        return (None, None, *[next(found) if t.requires_grad else None for t in leaves])
+
+
+def _unflatten(tensors, depth: int):
+    return tuple(tensors[:depth]), tuple(tensors[depth : 2 * depth]), tuple(tensors[2 * depth :])
 
 
 def neural_memory_chunk(
@@ -132,8 +172,8 @@ def neural_memory_chunk(
         chunk_size, read, activation, residual, check_inputs: as in :func:`neural_memory_naive`.
         recompute_chunks: when autograd records, keep only the inputs of each group of this many
             chunks and the state between groups, and recompute the group in the backward pass
-            (activation checkpointing): memory linear in T with a small constant, one extra
-            forward. Larger groups keep fewer states alive and hold more intermediates while one
+            (activation checkpointing, see ``_RecomputedGroup``): memory linear in T with a
+            small constant, one extra forward. Larger groups keep fewer states alive and hold more intermediates while one
             group is recomputed. 0 keeps every intermediate (fastest backward, most memory).
 
     Returns:
@@ -154,18 +194,20 @@ def neural_memory_chunk(
     lr, momentum, decay = (g.to(dtype).transpose(1, 2) for g in (lr, momentum, decay))  # [B, H, T]
 
     use_checkpoint = recompute_chunks > 0 and torch.is_grad_enabled()
-    group = recompute_chunks if use_checkpoint else dims.length
+    group = chunk_size * recompute_chunks if use_checkpoint else dims.length
     weights, moments = state.weights, state.momentum
-    # split (not slicing in the loop): its backward concatenates the chunk gradients once, where
-    # per-chunk slices would each allocate and add a gradient of the full input's size.
-    pieces = list(zip(*(t.split(chunk_size, dim=2) for t in (q, k, v, lr, momentum, decay))))
+    # Split once per group (not per chunk, not by slicing in the loop): the backward of a split
+    # concatenates the group gradients once, and few large long-lived blocks keep the allocator
+    # from fragmenting (per-chunk pieces held until the end of backward inflate the RSS severalfold).
+    settings = (chunk_size, read, activation, residual)
+    depth = len(weights)
     ys: list[torch.Tensor] = []
-    for first in range(0, len(pieces), group):
-        args = (weights, moments, pieces[first : first + group], read, activation, residual)
+    for inputs in zip(*(t.split(group, dim=2) for t in (q, k, v, lr, momentum, decay))):
         if use_checkpoint:
-            y_group, weights, moments = checkpoint(_chunk_group, *args, use_reentrant=False)
+            out = _RecomputedGroup.apply(settings, depth, *weights, *moments, *inputs)
+            y_group, weights, moments = out[0], tuple(out[1 : 1 + depth]), tuple(out[1 + depth :])
         else:
-            y_group, weights, moments = _chunk_group(*args)
-        ys.extend(y_group)
-    y = torch.cat(ys, dim=2).transpose(1, 2).to(out_dtype)
+            y_group, weights, moments = _chunk_group(weights, moments, inputs, *settings)
+        ys.append(y_group)
+    y = (ys[0] if len(ys) == 1 else torch.cat(ys, dim=2)).transpose(1, 2).to(out_dtype)
     return y, MemoryState(weights, moments)

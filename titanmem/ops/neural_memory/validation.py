@@ -95,11 +95,12 @@ def validate_op_inputs(
             raise ValueError(f"{name} is on {t.device} but the memory state is on {device}")
 
     if check_values:
-        _check_range("lr", lr, 0.0, None)
-        if not bool(torch.isfinite(lr).all()):
-            raise ValueError("lr must be finite, got inf")
-        _check_range("momentum", momentum, 0.0, 1.0)
-        _check_range("decay", decay, 0.0, 1.0)
+        with torch.no_grad():  # reading values must not record a graph
+            _check_range("lr", lr, 0.0, None)
+            if not bool(torch.isfinite(lr).all()):
+                raise ValueError("lr must be finite, got inf")
+            _check_range("momentum", momentum, 0.0, 1.0)
+            _check_range("decay", decay, 0.0, 1.0)
     return OpDims(batch, length, heads, dim_k, dim_v)
 
 
