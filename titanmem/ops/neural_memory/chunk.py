@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .coefficients import chunk_coefficients
+from .coefficients import ChunkCoefficients, chunk_coefficients
 from .mlp import activation_fn, activation_grad, mlp_forward
 from .state import MemoryState
 from .validation import validate_op_inputs
@@ -19,17 +19,15 @@ def _chunk_step(
     k: torch.Tensor,
     v: torch.Tensor,
     lr: torch.Tensor,
-    eta: torch.Tensor,
-    alpha: torch.Tensor,
+    coef: ChunkCoefficients,
     read: str,
     activation: str,
     residual: bool,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-    """One chunk of n tokens: q, k ``[B, H, n, Dk]``, v ``[B, H, n, Dv]``, gates ``[B, H, n]``.
+    """One chunk of n tokens: q, k ``[B, H, n, Dk]``, v ``[B, H, n, Dv]``, lr ``[B, H, n]``.
 
     Returns the reads ``[B, H, n, Dv]`` and the weights and momentum after the chunk's last token.
     """
-    coef = chunk_coefficients(eta, alpha)
     act, act_grad = activation_fn(activation), activation_grad(activation)
     depth = len(weights)
 
@@ -55,17 +53,15 @@ def _chunk_step(
         y = mlp_forward(weights, q, activation, residual)
     else:
         # Dual form (TTT mini-batch dual form, with momentum and forgetting folded into gamma):
-        # x_i W_{l,i} = beta_i x_i W_{l,0} + c_i x_i S_{l,0} - sum_m G[i,m] theta_m (x_i . h_m) delta_m.
-        g_theta = coef.gamma * lr.unsqueeze(-2)  # [B, H, n, n]
+        # x_i W_{l,i} = beta_i x_i W_{l,0} + c_i x_i S_{l,0} - sum_m G[i,m] theta_m (x_i . h_m) delta_m,
+        # computed as one matmul [beta x | c x | -G theta (x h^T)] @ [W_0; S_0; delta]: the scalings
+        # fall on the narrow left factor and no output is sliced.
+        neg_g_theta = -(coef.gamma * lr.unsqueeze(-2))  # [B, H, n, n]
+        beta, c = coef.beta.unsqueeze(-1), coef.c.unsqueeze(-1)
         x = q
         for i, (w, s) in enumerate(zip(weights, moments)):
-            d_out = w.shape[-1]
-            base = x @ torch.cat((w, s), dim=-1)
-            z = (
-                coef.beta.unsqueeze(-1) * base[..., :d_out]
-                + coef.c.unsqueeze(-1) * base[..., d_out:]
-                - (g_theta * (x @ inputs[i].transpose(-1, -2))) @ deltas[i]
-            )
+            left = torch.cat((beta * x, c * x, neg_g_theta * (x @ inputs[i].mT)), dim=-1)
+            z = left @ torch.cat((w, s, deltas[i]), dim=-2)
             x = act(z) if i < depth - 1 else z
         y = x + q if residual else x
 
@@ -77,11 +73,26 @@ def _chunk_step(
     eta_end = coef.eta_end[..., None, None]
     new_w, new_s = [], []
     for w, s, h_in, d in zip(weights, moments, inputs, deltas):
-        d_out = w.shape[-1]
-        upd = h_in.transpose(-1, -2) @ torch.cat((carry_w * d, carry_s * d), dim=-1)
-        new_w.append(beta_end * w + c_end * s - upd[..., :d_out])
-        new_s.append(eta_end * s - upd[..., d_out:])
+        h_t = h_in.mT
+        new_w.append(beta_end * w + c_end * s - h_t @ (carry_w * d))
+        new_s.append(eta_end * s - h_t @ (carry_s * d))
     return y, tuple(new_w), tuple(new_s)
+
+
+def _group_coefficients(eta: torch.Tensor, alpha: torch.Tensor, chunk_size: int):
+    """Coefficients of each chunk of gates ``[B, H, len]``; they do not depend on the state, so
+    all full chunks are computed in one batched call."""
+    length = eta.shape[-1]
+    full = length - length % chunk_size
+    if full:
+        batched = chunk_coefficients(
+            eta[..., :full].unflatten(-1, (-1, chunk_size)), alpha[..., :full].unflatten(-1, (-1, chunk_size))
+        )
+        fields = [getattr(batched, name) for name in ChunkCoefficients.__dataclass_fields__]
+        for i in range(full // chunk_size):
+            yield ChunkCoefficients(*(f.select(2, i) for f in fields))
+    if full < length:
+        yield chunk_coefficients(eta[..., full:], alpha[..., full:])
 
 
 def _chunk_group(
@@ -95,11 +106,12 @@ def _chunk_group(
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """Consecutive chunks of ``inputs = (q, k, v, lr, eta, alpha)``, the state carried from one to
     the next (eqs. 13-14 across chunks); returns the reads ``[B, H, len, Dv]`` and the last state."""
+    q, k, v, lr, eta, alpha = inputs
+    # split, not slices: a slice's backward writes into a zero tensor of the whole input's size.
+    pieces = zip(*(t.split(chunk_size, dim=2) for t in (q, k, v, lr)), _group_coefficients(eta, alpha, chunk_size))
     ys = []
-    for q_c, k_c, v_c, lr_c, eta_c, alpha_c in zip(*(t.split(chunk_size, dim=2) for t in inputs)):
-        y, weights, moments = _chunk_step(
-            weights, moments, q_c, k_c, v_c, lr_c, eta_c, alpha_c, read, activation, residual
-        )
+    for q_c, k_c, v_c, lr_c, coef in pieces:
+        y, weights, moments = _chunk_step(weights, moments, q_c, k_c, v_c, lr_c, coef, read, activation, residual)
         ys.append(y)
     return torch.cat(ys, dim=2), weights, moments
 
