@@ -185,8 +185,9 @@ def neural_memory_chunk(
         recompute_chunks: when autograd records, keep only the inputs of each group of this many
             chunks and the state between groups, and recompute the group in the backward pass
             (activation checkpointing, see ``_RecomputedGroup``): memory linear in T with a
-            small constant, one extra forward. Larger groups keep fewer states alive and hold more intermediates while one
-            group is recomputed. 0 keeps every intermediate (fastest backward, most memory).
+            small constant, one extra forward. Larger groups keep fewer states alive and hold
+            more intermediates while one group is recomputed. 0 keeps every intermediate
+            (fastest backward, most memory).
 
     Returns:
         ``y`` of shape ``[B, T, H, Dv]`` in q's dtype, and the state after the last token.
@@ -208,9 +209,8 @@ def neural_memory_chunk(
     use_checkpoint = recompute_chunks > 0 and torch.is_grad_enabled()
     group = chunk_size * recompute_chunks if use_checkpoint else dims.length
     weights, moments = state.weights, state.momentum
-    # Split once per group (not per chunk, not by slicing in the loop): the backward of a split
-    # concatenates the group gradients once, and few large long-lived blocks keep the allocator
-    # from fragmenting (per-chunk pieces held until the end of backward inflate the RSS severalfold).
+    # split, not slices in the loop: the backward of a split concatenates the groups' gradients
+    # once, where each slice's backward would write into a zero tensor of the whole input's size.
     settings = (chunk_size, read, activation, residual)
     depth = len(weights)
     ys: list[torch.Tensor] = []
