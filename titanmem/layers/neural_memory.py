@@ -1,0 +1,167 @@
+"""The NeuralMemory token mixer (Titans §4.4): projections, gates and the neural-memory op.
+
+Axes: ``b`` batch, ``t`` time, ``h`` heads, ``d`` head dim, ``c`` model width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from ..modules.conv import CausalDepthwiseConv1d
+from ..modules.norm import RMSNorm
+from ..ops import MemoryState, neural_memory_chunk
+from ..ops.neural_memory.mlp import ACTIVATIONS
+
+__all__ = ["NeuralMemory", "NeuralMemoryState"]
+
+
+@dataclass(frozen=True)
+class NeuralMemoryState:
+    """Per-sequence state of one NeuralMemory layer.
+
+    Attributes:
+        memory: memory weights and momentum at the last chunk boundary, ``[B, H, d_in, d_out]`` each.
+        pending: ``(q, k, v, lr, momentum, decay)`` of the tokens after that boundary (fewer than a
+            chunk): ``[B, r, H, D]`` and ``[B, r, H]``. They are replayed with the next piece, so a
+            chunk always starts at the same token however the sequence was split (eq. 16's chunks).
+        conv_tail: the last ``kernel - 1`` projected inputs of the causal convolution, ``[B, K-1, 3HD]``.
+        offset: number of tokens seen.
+    """
+
+    memory: MemoryState
+    pending: tuple[torch.Tensor, ...]
+    conv_tail: torch.Tensor | None
+    offset: int
+
+    def detach(self) -> NeuralMemoryState:
+        """The same state cut from the autograd graph (truncated backprop through time)."""
+        tail = None if self.conv_tail is None else self.conv_tail.detach()
+        return NeuralMemoryState(self.memory.detach(), tuple(t.detach() for t in self.pending), tail, self.offset)
+
+
+class NeuralMemory(nn.Module):
+    """Titans' long-term memory as a layer: ``forward(x, state) -> (y, state)``.
+
+    q, k, v = SiLU(causal depthwise conv(linear(x))), q and k l2-normalised per head (paper §4.4);
+    per-token, per-head gates theta = max_lr * sigmoid(.), eta = sigmoid(.), alpha = sigmoid(.) from
+    linear maps of x (§3.1: "functions of tokens"); a learned initial memory per head; output
+    ``W_o(RMSNorm(y) * sigmoid(W_g x))`` (normalisation and gating before the output projection).
+
+    Args:
+        hidden_size: model width C.
+        num_heads: memory heads H.
+        head_dim: per-head width D (default C / H).
+        memory_depth: layers L of the memory MLP (1 = linear memory).
+        memory_expansion: hidden width of the memory MLP is ``memory_expansion * D``.
+        chunk_size: tokens per chunk of the op (a model hyperparameter: train and infer with the same).
+        activation: activation inside the memory MLP.
+        max_lr: upper bound of the inner learning rate theta.
+        conv_kernel: kernel of the causal depthwise convolution.
+        read: ``"token"`` (read after each token's update) or ``"chunk"``.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        head_dim: int | None = None,
+        memory_depth: int = 2,
+        memory_expansion: int = 4,
+        chunk_size: int = 64,
+        activation: str = "gelu",
+        max_lr: float = 0.1,
+        conv_kernel: int = 4,
+        read: str = "token",
+    ) -> None:
+        super().__init__()
+        if head_dim is None:
+            if hidden_size % num_heads:
+                raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
+            head_dim = hidden_size // num_heads
+        for name, value in (("hidden_size", hidden_size), ("num_heads", num_heads), ("head_dim", head_dim),
+                            ("memory_depth", memory_depth), ("memory_expansion", memory_expansion),
+                            ("chunk_size", chunk_size), ("conv_kernel", conv_kernel)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+        if read not in ("token", "chunk"):
+            raise ValueError(f"read must be 'token' or 'chunk', got {read!r}")
+        if not max_lr > 0:
+            raise ValueError(f"max_lr must be > 0, got {max_lr}")
+        self.num_heads, self.head_dim, self.chunk_size = num_heads, head_dim, chunk_size
+        self.activation, self.max_lr, self.read = activation, max_lr, read
+        inner = num_heads * head_dim
+        self.qkv_proj = nn.Linear(hidden_size, 3 * inner, bias=False)
+        self.conv = CausalDepthwiseConv1d(3 * inner, conv_kernel)
+        self.gate_proj = nn.Linear(hidden_size, 3 * num_heads)  # theta, eta, alpha per head
+        dims = [head_dim] + [memory_expansion * head_dim] * (memory_depth - 1) + [head_dim]
+        self.memory_init = nn.ParameterList(
+            nn.Parameter(torch.randn(num_heads, a, b) / a**0.5) for a, b in zip(dims[:-1], dims[1:])
+        )
+        self.out_norm = RMSNorm(head_dim)
+        self.out_gate = nn.Linear(hidden_size, inner, bias=False)
+        self.o_proj = nn.Linear(inner, hidden_size, bias=False)
+        with torch.no_grad():
+            # Start with a mild learning rate, long momentum and almost no forgetting.
+            bias = self.gate_proj.bias.view(3, num_heads)
+            bias[0].fill_(-2.0)
+            bias[1].fill_(2.0)
+            bias[2].fill_(-5.0)
+
+    def initial_state(self, batch_size: int) -> NeuralMemoryState:
+        """State before the first token: the learned initial memory, zero momentum, nothing pending."""
+        # The memory state is float32 whatever the compute dtype; a float64 model (numerical checks)
+        # keeps float64.
+        param = self.memory_init[0]
+        dtype = torch.float64 if param.dtype == torch.float64 else torch.float32
+        memory = MemoryState.initial(list(self.memory_init), batch_size, dtype=dtype)
+        device = param.device
+        empty = torch.zeros(batch_size, 0, self.num_heads, self.head_dim, device=device)
+        gates = torch.zeros(batch_size, 0, self.num_heads, device=device)
+        return NeuralMemoryState(memory, (empty, empty, empty, gates, gates, gates), None, 0)
+
+    def _inputs(self, x: torch.Tensor, tail: torch.Tensor | None):
+        proj, tail = self.conv(self.qkv_proj(x), tail)
+        q, k, v = rearrange(F.silu(proj), "b t (three h d) -> three b t h d", three=3, h=self.num_heads)
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        theta, eta, alpha = rearrange(torch.sigmoid(self.gate_proj(x)), "b t (three h) -> three b t h", three=3)
+        return (q, k, v, self.max_lr * theta, eta, alpha), tail
+
+    def forward(
+        self, x: torch.Tensor, state: NeuralMemoryState | None = None
+    ) -> tuple[torch.Tensor, NeuralMemoryState]:
+        """``x [B, T, C] -> y [B, T, C]``; any split of a sequence into pieces gives the same outputs."""
+        if x.dim() != 3:
+            raise ValueError(f"x must have shape [B, T, C], got {tuple(x.shape)}")
+        batch, length = x.shape[:2]
+        if state is None:
+            state = self.initial_state(batch)
+        if state.memory.weights[0].shape[0] != batch:
+            raise ValueError(f"state is for batch size {state.memory.weights[0].shape[0]}, x has {batch}")
+        if length == 0:
+            return x.new_zeros(batch, 0, x.shape[-1]), state
+        new, tail = self._inputs(x, state.conv_tail)
+        # Replay the unfinished chunk before the new tokens, so chunks start where they would in one call.
+        seq = [torch.cat((p.to(n.dtype), n), dim=1) for p, n in zip(state.pending, new)]
+        replay = state.pending[0].shape[1]
+        full = (replay + length) // self.chunk_size * self.chunk_size
+        # Gates come from sigmoids, so their ranges hold by construction; shapes are still checked.
+        kw = dict(chunk_size=self.chunk_size, read=self.read, activation=self.activation, check_inputs=False)
+        memory, ys = state.memory, []
+        if full:
+            y_full, memory = neural_memory_chunk(*(t[:, :full] for t in seq), memory, **kw)
+            ys.append(y_full)
+        if full < replay + length:
+            y_rest, _ = neural_memory_chunk(*(t[:, full:] for t in seq), memory, **kw)
+            ys.append(y_rest)
+        y = torch.cat(ys, dim=1)[:, replay:]
+        gate = torch.sigmoid(self.out_gate(x))
+        out = self.o_proj(rearrange(self.out_norm(y.to(x.dtype)), "b t h d -> b t (h d)") * gate)
+        pending = tuple(t[:, full:] for t in seq)
+        return out, NeuralMemoryState(memory, pending, tail, state.offset + length)
