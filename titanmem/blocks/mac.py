@@ -1,0 +1,142 @@
+"""Memory as a Context (Titans §4.1, eqs. 21-25), segment by segment.
+
+For segment S^(t) with M_{t-1} the memory before it:
+
+    h_t   = M*_{t-1}(q_t),  q_t = S^(t) W_Q          (21)  retrieve, no update
+    S~    = [p_1 .. p_Np] || h_t || S^(t)            (22)
+    y_t   = Attn(S~)                                 (23)  causal inside the segment
+    M_t   = M_{t-1}(y_t)                             (24)  write with the attention output
+    o_t   = y_t (x) M*_t(y_t)                        (25)
+
+Choices where the paper is silent (design.md): one retrieved token per segment token, and segment
+position j attends to every persistent token, to h_1..h_j and to x_1..x_j, so nothing of the segment's
+future reaches j through h; h_i and x_i share the rotary position i inside the segment, persistent
+tokens have none. The memory's chunk is the segment, so its state at a chunk boundary is M_{t-1}; the
+write with y and the per-token read M*_t(y_j) after token j's update (read="token") are one call of
+the memory layer. (x) is ``y * sigmoid(M*(y))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from ..layers.masked_attention import masked_attention
+from ..layers.neural_memory import NeuralMemory, NeuralMemoryState
+from ..modules.mlp import SwiGLU
+from ..modules.norm import RMSNorm
+from ..modules.rotary import apply_rotary
+from ..ops.neural_memory.mlp import mlp_forward
+from .spec import BlockSpec
+
+__all__ = ["MACBlock", "MACState"]
+
+
+@dataclass(frozen=True)
+class MACState:
+    """State of one MAC block between calls.
+
+    Attributes:
+        memory: the memory layer's state (its chunk boundary is the current segment's start).
+        keys, values: rotated keys and the values of the current segment's tokens so far, retrieved
+            tokens first then input tokens, ``[B, 2j, H, D]``; cleared at each segment boundary.
+        offset: tokens seen.
+    """
+
+    memory: NeuralMemoryState
+    keys: torch.Tensor | None
+    values: torch.Tensor | None
+    offset: int
+
+
+class MACBlock(nn.Module):
+    """``x + MAC(RMSNorm(x))`` then ``x + SwiGLU(RMSNorm(x))``; segments of ``spec.segment_size``."""
+
+    def __init__(self, spec: BlockSpec) -> None:
+        super().__init__()
+        self.segment, self.num_heads, self.head_dim = spec.segment_size, spec.num_heads, spec.dim_head
+        self.memory_activation, self.rope_theta, self.attn_impl = spec.memory_activation, spec.rope_theta, spec.attn_impl
+        inner = spec.num_heads * spec.dim_head
+        self.norm = RMSNorm(spec.hidden_size, spec.norm_eps)
+        # eq. 21: the retrieval query W_Q and the map of the read back to the model width.
+        self.retrieve_q = nn.Linear(spec.hidden_size, inner, bias=False)
+        self.retrieve_norm = RMSNorm(spec.dim_head, spec.norm_eps)
+        self.retrieve_out = nn.Linear(inner, spec.hidden_size, bias=False)
+        # eqs. 22-23: attention inside the segment.
+        self.q_proj = nn.Linear(spec.hidden_size, inner, bias=False)
+        self.k_proj = nn.Linear(spec.hidden_size, inner, bias=False)
+        self.v_proj = nn.Linear(spec.hidden_size, inner, bias=False)
+        self.o_proj = nn.Linear(inner, spec.hidden_size, bias=False)
+        self.persistent = (
+            nn.Parameter(torch.randn(spec.n_persistent, spec.hidden_size) * 0.02) if spec.n_persistent else None
+        )
+        # eqs. 24-25: the memory, written and read with the attention output.
+        self.memory = NeuralMemory(spec.hidden_size, spec.num_heads, spec.head_dim, memory_depth=spec.memory_depth,
+                                   memory_expansion=spec.memory_expansion, chunk_size=spec.segment_size,
+                                   activation=spec.memory_activation, max_lr=spec.max_lr, read="token")
+        self.mlp_norm = RMSNorm(spec.hidden_size, spec.norm_eps)
+        self.mlp = SwiGLU(spec.hidden_size, spec.intermediate_size)
+
+    def initial_state(self, batch_size: int) -> MACState:
+        """State before the first token."""
+        return MACState(self.memory.initial_state(batch_size), None, None, 0)
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        return rearrange(t, "b t (h d) -> b t h d", h=self.num_heads)
+
+    def _retrieve(self, h: torch.Tensor, memory: NeuralMemoryState) -> torch.Tensor:
+        # eq. 21 with M_{t-1} = the memory at the segment's start (the last chunk boundary).
+        q = F.normalize(self._heads(self.retrieve_q(h)), dim=-1).transpose(1, 2)  # [B, H, n, D]
+        weights = tuple(w.to(q.dtype) for w in memory.memory.weights)
+        read = mlp_forward(weights, q, self.memory_activation, residual=False).transpose(1, 2)
+        return self.retrieve_out(rearrange(self.retrieve_norm(read), "b t h d -> b t (h d)"))
+
+    def _segment_part(self, x: torch.Tensor, state: MACState) -> tuple[torch.Tensor, MACState]:
+        """Tokens ``x [B, n, C]`` that lie inside one segment, starting at its position ``a``."""
+        batch, n = x.shape[:2]
+        a = state.offset % self.segment
+        h = self.norm(x)
+        retrieved = self._retrieve(h, state.memory)  # [B, n, C]
+        pos = torch.arange(a, a + n, device=x.device)
+        q = apply_rotary(self._heads(self.q_proj(h)), pos, self.rope_theta)
+        new_k = torch.cat([apply_rotary(self._heads(self.k_proj(t)), pos, self.rope_theta) for t in (retrieved, h)], 1)
+        new_v = torch.cat([self._heads(self.v_proj(t)) for t in (retrieved, h)], dim=1)
+        if a == 0:
+            seg_k, seg_v = new_k, new_v
+        else:
+            # cached [h_0..h_{a-1}, x_0..x_{a-1}] + new [h_a.., x_a..] -> [h_0.., h_a.., x_0.., x_a..]
+            seg_k = torch.cat((state.keys[:, :a], new_k[:, :n], state.keys[:, a:], new_k[:, n:]), dim=1)
+            seg_v = torch.cat((state.values[:, :a], new_v[:, :n], state.values[:, a:], new_v[:, n:]), dim=1)
+        # segment position j sees h_i and x_i for i <= j (and every persistent token).
+        key_pos = torch.arange(a + n, device=x.device).repeat(2)
+        mask = key_pos[None, :] <= pos[:, None]  # [n, 2(a+n)]
+        keys, values = seg_k, seg_v
+        if self.persistent is not None:
+            p = self.persistent.to(h.dtype).expand(batch, -1, -1)
+            keys = torch.cat((self._heads(self.k_proj(p)), keys), dim=1)
+            values = torch.cat((self._heads(self.v_proj(p)), values), dim=1)
+            mask = torch.cat((mask.new_ones(n, p.shape[1]), mask), dim=1)
+        attended = masked_attention(q, keys, values, mask, impl=self.attn_impl)  # eq. 23
+        y = self.o_proj(rearrange(attended, "b t h d -> b t (h d)"))
+        read, memory = self.memory(y, state.memory)  # eqs. 24-25: write with y, read M*_t(y)
+        x = x + y * torch.sigmoid(read)
+        if a + n == self.segment:  # the segment is complete: the next one attends afresh
+            seg_k = seg_v = None
+        return x, MACState(memory, seg_k, seg_v, state.offset + n)
+
+    def forward(self, x: torch.Tensor, state: MACState | None = None) -> tuple[torch.Tensor, MACState]:
+        """``x [B, T, C] -> [B, T, C]`` and the block state; any split into pieces gives the same."""
+        if state is None:
+            state = self.initial_state(x.shape[0])
+        outs, start = [], 0
+        while start < x.shape[1]:
+            n = min(self.segment - state.offset % self.segment, x.shape[1] - start)
+            out, state = self._segment_part(x[:, start : start + n], state)
+            outs.append(out)
+            start += n
+        x = torch.cat(outs, dim=1) if outs else x
+        return x + self.mlp(self.mlp_norm(x)), state

@@ -1,0 +1,62 @@
+"""The settings every block is built from (the model derives them from its one config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..modules.checks import check_int
+
+__all__ = ["BlockSpec"]
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """Widths and hyperparameters of one block; each variant reads the fields it uses.
+
+    Attributes:
+        hidden_size: model width C.
+        num_heads: heads of attention and of the memory.
+        intermediate_size: hidden width of the SwiGLU feed-forward.
+        head_dim: per-head width (default C / num_heads).
+        window: sliding-window length of attention (``swa``, ``mag``, ``mal``); None = full.
+        n_persistent: learnable persistent tokens of attention (Titans eq. 19).
+        memory_depth, memory_expansion, chunk_size, max_lr, memory_activation: the neural memory.
+        segment_size: MAC segment length C (eqs. 21-25).
+        rope_theta: RoPE base; norm_eps: RMSNorm epsilon; attn_impl: ``"sdpa"`` or ``"eager"``.
+    """
+
+    hidden_size: int
+    num_heads: int
+    intermediate_size: int
+    head_dim: int | None = None
+    window: int | None = None
+    n_persistent: int = 0
+    memory_depth: int = 2
+    memory_expansion: int = 4
+    chunk_size: int = 64
+    max_lr: float = 0.1
+    memory_activation: str = "gelu"
+    segment_size: int = 64
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+    attn_impl: str = "sdpa"
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "num_heads", "intermediate_size", "memory_depth", "memory_expansion",
+                     "chunk_size", "segment_size"):
+            check_int(name, getattr(self, name), 1)
+        check_int("n_persistent", self.n_persistent, 0)
+        if self.window is not None:
+            check_int("window", self.window, 1)
+        if self.head_dim is None and self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}) "
+                "when head_dim is not given"
+            )
+        if self.head_dim is not None:
+            check_int("head_dim", self.head_dim, 1)
+
+    @property
+    def dim_head(self) -> int:
+        """Per-head width."""
+        return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_heads
