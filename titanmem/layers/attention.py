@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..modules.checks import check_int, check_tensor
@@ -158,16 +159,25 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(B, T, H, D)
         keys = torch.cat([state.k.to(k.dtype), k], dim=1)  # positions offset-L .. offset+T-1
         values = torch.cat([state.v.to(v.dtype), v], dim=1)
-        q_pos = torch.arange(offset, offset + T, device=x.device)
-        k_pos = torch.arange(offset - state.k.shape[1], offset + T, device=x.device)
-        mask = causal_window_mask(q_pos, k_pos, self.window)  # [T, L+T]
-        if self.n_persistent:
-            pk, pv = self._persistent_kv(B, k.dtype)
-            all_keys, all_values = torch.cat([pk, keys], dim=1), torch.cat([pv, values], dim=1)
-            mask = torch.cat([mask.new_ones(T, self.n_persistent), mask], dim=1)
+        if self.impl == "sdpa" and state.k.shape[1] == 0 and not self.n_persistent and (
+            self.window is None or self.window >= T
+        ):
+            # The mask is exactly causal (no cache, no persistent tokens, window not binding): the
+            # fused causal kernel needs no T x T mask, so long prefills stay linear in memory.
+            out = F.scaled_dot_product_attention(
+                q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2), is_causal=True
+            ).transpose(1, 2)
         else:
-            all_keys, all_values = keys, values
-        out = masked_attention(q, all_keys, all_values, mask, self.impl)
+            q_pos = torch.arange(offset, offset + T, device=x.device)
+            k_pos = torch.arange(offset - state.k.shape[1], offset + T, device=x.device)
+            mask = causal_window_mask(q_pos, k_pos, self.window)  # [T, L+T]
+            if self.n_persistent:
+                pk, pv = self._persistent_kv(B, k.dtype)
+                all_keys, all_values = torch.cat([pk, keys], dim=1), torch.cat([pv, values], dim=1)
+                mask = torch.cat([mask.new_ones(T, self.n_persistent), mask], dim=1)
+            else:
+                all_keys, all_values = keys, values
+            out = masked_attention(q, all_keys, all_values, mask, self.impl)
         y = self.o_proj(out.reshape(B, T, H * D))
         keep = keys.shape[1] if self.cache_size is None else min(self.cache_size, keys.shape[1])
         start = keys.shape[1] - keep
