@@ -81,3 +81,14 @@ def test_strata_import_only_upwards(stratum):
 def test_ops_do_not_import_transformers():
     for path in (PACKAGE / "ops").rglob("*.py"):
         assert "transformers" not in path.read_text(), path
+
+
+def test_only_models_import_transformers():
+    # design.md: titanmem/models is the only stratum that imports transformers.
+    for path in PACKAGE.rglob("*.py"):
+        if "models" in path.relative_to(PACKAGE).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            assert not any(n.split(".")[0] == "transformers" for n in names), f"{path} imports transformers"

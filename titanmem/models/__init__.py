@@ -1,1 +1,16 @@
 """Hugging Face-compatible models; the only stratum that imports ``transformers``."""
+
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+from .cache import TitansCache
+from .configuration_titans import TitansConfig
+from .modeling_titans import TitansForCausalLM, TitansModel, TitansPreTrainedModel
+from .presets import PRESETS
+
+# Importing titanmem.models is enough for the Auto classes to load a saved "titans" folder, with no
+# trust_remote_code.
+AutoConfig.register(TitansConfig.model_type, TitansConfig, exist_ok=True)
+AutoModel.register(TitansConfig, TitansModel, exist_ok=True)
+AutoModelForCausalLM.register(TitansConfig, TitansForCausalLM, exist_ok=True)
+
+__all__ = ["PRESETS", "TitansCache", "TitansConfig", "TitansForCausalLM", "TitansModel", "TitansPreTrainedModel"]

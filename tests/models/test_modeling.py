@@ -1,0 +1,203 @@
+"""TitansForCausalLM, every variant: decoding with the cache == parallel forward, pieces == one call,
+rows independent, every parameter trained, AdamW learns, save/load round trip, generate with and
+without the cache, the loss, the init and the refusals (padding, beam search)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from tests.helpers import assert_close
+from titanmem.blocks import VARIANTS
+from titanmem.models import TitansCache, TitansConfig, TitansForCausalLM
+
+RTOL = 1e-10
+T, VOCAB = 19, 64
+# chunk 4 and segment 8 put memory and MAC boundaries inside T; window 5 makes SWA forget.
+TINY = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+            chunk_size=4, segment_size=8, window=5, n_persistent=2, memory_expansion=2, max_lr=0.5,
+            initializer_range=0.1)
+
+
+def _model(variant: str, dtype: torch.dtype = torch.float64, seed: int = 0, **kw) -> TitansForCausalLM:
+    torch.manual_seed(seed)
+    model = TitansForCausalLM(TitansConfig(variant=variant, **{**TINY, **kw})).to(dtype)
+    with torch.no_grad():  # random gate biases: gates differ per head (the defaults are uniform)
+        for name, p in model.named_parameters():
+            if name.endswith("gate_proj.bias"):
+                p.normal_(0.0, 1.0)
+    return model.eval()
+
+
+def _ids(B: int = 2, length: int = T, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, VOCAB, (B, length), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def variant_model(request):
+    """One float64 model per variant, shared by the tests that only read it (no grad, no training)."""
+    return request.param, _model(request.param)
+
+
+def _logits(model, ids, **kw) -> torch.Tensor:
+    with torch.no_grad():
+        return model(ids, use_cache=False, **kw).logits
+
+
+@pytest.mark.parametrize("prefill", [1, 5, 8])
+def test_decoding_with_cache_equals_parallel(variant_model, prefill):
+    _, model = variant_model
+    ids = _ids()
+    full = _logits(model, ids)
+    with torch.no_grad():
+        out = model(ids[:, :prefill], use_cache=True)
+        cache, steps = out.past_key_values, [out.logits]
+        assert isinstance(cache, TitansCache) and len(cache) == 2
+        for t in range(prefill, T):
+            out = model(ids[:, t : t + 1], past_key_values=cache)
+            assert out.past_key_values is cache
+            steps.append(out.logits)
+    assert cache.get_seq_length() == T
+    assert_close("decode", full, torch.cat(steps, dim=1), RTOL)
+
+
+def test_pieces_equal_one_call(variant_model):
+    _, model = variant_model
+    ids, cache, logits, start = _ids(), TitansCache(), [], 0
+    with torch.no_grad():
+        for n in (3, 7, 9):
+            logits.append(model(ids[:, start : start + n], past_key_values=cache).logits)
+            start += n
+    assert_close("pieces", _logits(model, ids), torch.cat(logits, dim=1), RTOL)
+
+
+def test_rows_of_a_batch_are_independent(variant_model):
+    _, model = variant_model
+    ids = _ids(B=3)
+    batch = _logits(model, ids)
+    for b in range(3):
+        assert_close(f"row {b}", _logits(model, ids[b : b + 1]), batch[b : b + 1], RTOL)
+
+
+@pytest.mark.parametrize("p", [4, 11])
+def test_causal(variant_model, p):
+    _, model = variant_model
+    ids = _ids()
+    changed = ids.clone()
+    changed[:, p] = (changed[:, p] + 1) % VOCAB
+    a, b = _logits(model, ids), _logits(model, changed)
+    assert torch.equal(a[:, :p], b[:, :p]), "logits before the changed token moved"
+    assert (a[:, p] - b[:, p]).abs().max() > 1e-8
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_parameter_gets_a_gradient(variant):
+    model = _model(variant).train()
+    ids, targets = _ids(), _ids(seed=2)
+    logits = model(ids, use_cache=False).logits
+    F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1)).backward()
+    dead = [name for name, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().max() > 0)]
+    assert not dead, f"parameters without gradient: {dead}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_adamw_lowers_the_loss_on_a_repeated_sequence(variant):
+    model = _model(variant, dtype=torch.float32).train()
+    ids = torch.arange(8).repeat(3)[None]  # 24 tokens: one period of 8, seen three times
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    losses = []
+    for _ in range(8):
+        loss = model(ids, labels=ids, use_cache=False).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], f"losses {losses}"
+
+
+def test_loss_is_the_shifted_cross_entropy():
+    model = _model("mac")
+    ids = _ids()
+    labels = ids.clone()
+    labels[0, 5] = -100  # ignored: position 4 does not count
+    out = model(ids, labels=labels, use_cache=False)
+    logits = out.logits[:, :-1].reshape(-1, VOCAB)
+    keep = labels[:, 1:].reshape(-1) != -100
+    want = F.cross_entropy(logits[keep], labels[:, 1:].reshape(-1)[keep])
+    assert out.loss.dtype == torch.float64
+    assert abs(out.loss.item() - want.item()) < 1e-12
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_save_and_load_round_trip(variant, tmp_path):
+    model = _model(variant)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(config, TitansConfig)
+    assert config.block_spec() == model.config.block_spec() and config.variant == variant
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert type(loaded) is TitansForCausalLM
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+    want, got = model.state_dict(), loaded.state_dict()
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want), "a weight changed in the round trip"
+    # Weights are bit-identical; the memory-mapped tensors' alignment can move matmul round-off.
+    assert_close("logits", _logits(model, _ids()), _logits(loaded, _ids()), 1e-12)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_generate_with_and_without_cache(variant):
+    model, prompt = _model(variant), _ids(length=7)
+    cached = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=True, return_dict_in_generate=True)
+    fresh = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=False)
+    assert cached.sequences.shape == (2, 15) and torch.equal(cached.sequences[:, :7], prompt)
+    assert isinstance(cached.past_key_values, TitansCache)
+    assert cached.past_key_values.get_seq_length() == 14  # the last token is returned, never read
+    assert torch.equal(cached.sequences, fresh)
+
+
+def test_generate_from_embeddings_continues_like_from_ids():
+    model, prompt = _model("mac"), _ids(length=7)
+    from_ids = model.generate(prompt, max_new_tokens=6, do_sample=False)
+    embeds = model.get_input_embeddings()(prompt).detach()
+    from_embeds = model.generate(inputs_embeds=embeds, max_new_tokens=6, do_sample=False)
+    assert torch.equal(from_embeds, from_ids[:, 7:])
+
+
+def test_generate_reads_only_what_a_given_cache_has_not_seen():
+    model, prompt = _model("mac"), _ids(length=7)
+    want = model.generate(prompt, max_new_tokens=6, do_sample=False)
+    with torch.no_grad():
+        cache = model(prompt[:, :4], use_cache=True).past_key_values
+    got = model.generate(prompt, past_key_values=cache, max_new_tokens=6, do_sample=False)
+    assert cache.get_seq_length() == 12 and torch.equal(got, want)
+
+
+def test_padding_and_beam_search_are_refused():
+    model, ids = _model("mal"), _ids()
+    ones = torch.ones_like(ids)
+    assert torch.equal(_logits(model, ids, attention_mask=ones), _logits(model, ids))
+    ones[0, 0] = 0
+    with pytest.raises(ValueError, match="attention_mask"):
+        model(ids, attention_mask=ones)
+    with pytest.raises(ValueError, match="only supports"):
+        model.generate(ids[:, :5], max_new_tokens=2, num_beams=2, do_sample=False)
+    with pytest.raises(NotImplementedError, match="TitansCache"):
+        model(ids, use_cache=True).past_key_values.reorder_cache(torch.tensor([1, 0]))
+
+
+def test_init_keeps_the_layers_own_initialisation():
+    torch.manual_seed(0)
+    model = TitansForCausalLM(TitansConfig(variant="mag", **{**TINY, "initializer_range": 0.3}))
+    memory = model.model.layers[1].memory
+    bias = memory.gate_proj.bias.view(3, -1)
+    assert torch.equal(bias, torch.tensor([[-2.0], [2.0], [-5.0]]).expand_as(bias))  # the layer's gate biases
+    assert torch.equal(model.model.norm.weight, torch.ones(32))
+    dim = memory.memory_init[0].shape[1]
+    assert abs(memory.memory_init[0].std().item() - dim**-0.5) < 0.1  # randn / sqrt(d_in), not 0.3
+    assert abs(memory.qkv_proj.weight.std().item() - 0.3) < 0.03  # linear weights: initializer_range
+    untied = TitansForCausalLM(TitansConfig(variant="lmm", **{**TINY, "tie_word_embeddings": False}))
+    assert untied.lm_head.weight is not untied.model.embed_tokens.weight

@@ -1,0 +1,132 @@
+"""``TitansConfig``: one Hugging Face config for every variant (LMM, MAC, MAG, MAL and the baselines)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PreTrainedConfig
+
+from ..blocks import VARIANTS, BlockSpec
+from ..layers.masked_attention import ATTENTION_IMPLS
+from ..ops.neural_memory.mlp import ACTIVATIONS
+from .presets import PRESETS
+
+__all__ = ["TitansConfig"]
+
+# Variants whose attention is a sliding window: they cannot run without one.
+_WINDOWED = ("swa", "mag", "mal")
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_positive(name: str, value: object, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ValueError(f"{name} must be a number {'>=' if allow_zero else '>'} 0, got {value!r}")
+
+
+class TitansConfig(PreTrainedConfig):
+    """Configuration of :class:`~titanmem.models.TitansForCausalLM`.
+
+    Hugging Face names where one exists (``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``,
+    ``intermediate_size``, ``rms_norm_eps``, ...); the rest are :class:`~titanmem.blocks.BlockSpec`'s.
+
+    Attributes:
+        variant: block architecture, one of ``("lmm", "mac", "mag", "mal", "transformer", "swa")``.
+        vocab_size: vocabulary (default 256: bytes).
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size: model shape; the heads
+            are shared by attention and memory; ``intermediate_size`` is the SwiGLU width.
+        head_dim: per-head width (None = ``hidden_size // num_attention_heads``); even where attention
+            (RoPE) is used.
+        window: sliding-window length; required by ``swa``, ``mag``, ``mal``; unused by the others.
+        n_persistent: learnable persistent tokens (Titans eq. 19) of every attention.
+        memory_depth, memory_expansion, chunk_size, max_lr, memory_activation: the neural memory
+            (MAC uses ``segment_size`` as its memory chunk).
+        segment_size: MAC's segment length.
+        rope_theta, rms_norm_eps, attn_impl (``"sdpa"`` or ``"eager"``): attention and norms.
+        tie_word_embeddings: the LM head shares the embedding matrix.
+        initializer_range: std of the normal init of linear and embedding weights.
+        use_cache: whether ``forward`` returns a :class:`TitansCache` by default.
+
+    Every invalid value raises ``ValueError`` naming the field and the value seen.
+    """
+
+    model_type = "titans"
+    keys_to_ignore_at_inference = ["past_key_values"]
+
+    variant: str = "mac"
+    vocab_size: int = 256
+    hidden_size: int = 128
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 384
+    head_dim: int | None = None
+    window: int | None = None
+    n_persistent: int = 0
+    memory_depth: int = 2
+    memory_expansion: int = 4
+    chunk_size: int = 64
+    segment_size: int = 64
+    max_lr: float = 0.1
+    memory_activation: str = "gelu"
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-6
+    attn_impl: str = "sdpa"
+    tie_word_embeddings: bool = True
+    initializer_range: float = 0.02
+    use_cache: bool = True
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        self._validate()
+        super().__post_init__(**kwargs)
+
+    def _validate(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "memory_depth", "memory_expansion", "chunk_size", "segment_size"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("n_persistent", self.n_persistent, 0)
+        if self.head_dim is None:
+            if self.hidden_size % self.num_attention_heads:
+                raise ValueError(
+                    f"hidden_size must be divisible by num_attention_heads when head_dim is None, got "
+                    f"hidden_size={self.hidden_size}, num_attention_heads={self.num_attention_heads}"
+                )
+        else:
+            _check_int("head_dim", self.head_dim, 1)
+        dim_head = self.head_dim or self.hidden_size // self.num_attention_heads
+        if self.variant != "lmm" and dim_head % 2:
+            raise ValueError(f"head_dim must be even for variant {self.variant!r} (RoPE), got {dim_head}")
+        if self.window is not None:
+            _check_int("window", self.window, 1)
+        elif self.variant in _WINDOWED:
+            raise ValueError(f"window must be set for variant {self.variant!r}, got window=None")
+        for name in ("max_lr", "rope_theta", "rms_norm_eps"):
+            _check_positive(name, getattr(self, name))
+        _check_positive("initializer_range", self.initializer_range, allow_zero=True)
+        if self.memory_activation not in ACTIVATIONS:
+            raise ValueError(f"memory_activation must be one of {tuple(ACTIVATIONS)}, got {self.memory_activation!r}")
+        if self.attn_impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attn_impl must be one of {ATTENTION_IMPLS}, got {self.attn_impl!r}")
+
+    def block_spec(self) -> BlockSpec:
+        """The :class:`BlockSpec` every layer of the model is built from."""
+        self._validate()  # fields may have been assigned since __init__
+        return BlockSpec(
+            hidden_size=self.hidden_size, num_heads=self.num_attention_heads, intermediate_size=self.intermediate_size,
+            head_dim=self.head_dim, window=self.window, n_persistent=self.n_persistent,
+            memory_depth=self.memory_depth, memory_expansion=self.memory_expansion, chunk_size=self.chunk_size,
+            max_lr=float(self.max_lr), memory_activation=self.memory_activation, segment_size=self.segment_size,
+            rope_theta=float(self.rope_theta), norm_eps=float(self.rms_norm_eps), attn_impl=self.attn_impl,
+        )
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> TitansConfig:
+        """The config of preset ``name`` (see :mod:`titanmem.models.presets`), with ``overrides`` applied."""
+        if name not in PRESETS:
+            raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {name!r}")
+        return cls(**{**PRESETS[name], **overrides})

@@ -1,0 +1,236 @@
+"""``TitansModel`` and ``TitansForCausalLM``: a stack of one variant's blocks as a Hugging Face model.
+
+Axes: ``B`` batch, ``T`` tokens of this call, ``C`` hidden size, ``V`` vocabulary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.generation import GenerationMode
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+
+from ..blocks import build_block
+from ..modules.norm import RMSNorm
+from .cache import TitansCache
+from .configuration_titans import TitansConfig
+
+__all__ = ["TitansForCausalLM", "TitansModel", "TitansPreTrainedModel"]
+
+
+def _check_attention_mask(attention_mask: torch.Tensor | None) -> None:
+    # A padded position would still be written into the memory (and shift every later chunk and
+    # segment boundary), so masking it out of attention alone would not make padding harmless.
+    if attention_mask is not None and bool((attention_mask == 0).any()):
+        raise ValueError(
+            "attention_mask must contain only ones: padding is not supported, because padded tokens would "
+            "still change the memory's contents and chunk boundaries; run sequences of different lengths "
+            f"separately (got a mask of shape {tuple(attention_mask.shape)} with zeros)"
+        )
+
+
+def causal_lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None,
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """Cross-entropy of ``logits [B, T, V]`` at position t against ``labels [B, T]`` at t + 1.
+
+    Computed in at least float32 (float64 logits stay float64, for numerical checks); positions whose
+    label is ``ignore_index`` do not count. With ``num_items_in_batch`` the sum is divided by it
+    (gradient accumulation over batches of uneven token counts), else it is the mean.
+    """
+    logits = logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32))
+    target = labels[:, 1:].to(logits.device)
+    reduction = "mean" if num_items_in_batch is None else "sum"
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=ignore_index,
+                           reduction=reduction)
+    return loss if num_items_in_batch is None else loss / num_items_in_batch
+
+
+class TitansPreTrainedModel(PreTrainedModel):
+    """Weight init and Hugging Face plumbing shared by the Titans models."""
+
+    config_class = TitansConfig
+    config: TitansConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["LMMBlock", "MACBlock", "MAGBlock", "MALBlock", "TransformerBlock"]
+    _skip_keys_device_placement = ["past_key_values"]
+    # The blocks carry recurrent state: a generated token cannot be taken back (assisted decoding).
+    _is_stateful = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Only linear and embedding weights: the norms' ones, the gate biases (mild learning rate,
+        # long momentum, little forgetting), the initial memory and the persistent tokens keep the
+        # initialisation their layers chose.
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+
+
+class TitansModel(TitansPreTrainedModel):
+    """Token embedding -> ``num_hidden_layers`` blocks of ``config.variant`` -> final RMSNorm."""
+
+    def __init__(self, config: TitansConfig) -> None:
+        super().__init__(config)
+        spec = config.block_spec()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(build_block(config.variant, spec) for _ in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: TitansCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> BaseModelOutputWithPast | tuple:
+        """``input_ids [B, T]`` (or ``inputs_embeds [B, T, C]``) -> ``last_hidden_state [B, T, C]``.
+
+        With ``past_key_values`` the tokens continue the sequences it holds, and it is updated in
+        place; with ``use_cache`` (default ``config.use_cache``) and no cache a new one is returned.
+        ``hidden_states`` (with ``output_hidden_states``): the embeddings, then each block's output
+        ``[B, T, C]`` before the final norm.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if past_key_values is not None and not isinstance(past_key_values, TitansCache):
+            raise TypeError(f"past_key_values must be a TitansCache or None, got {type(past_key_values).__name__}")
+        _check_attention_mask(attention_mask)
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        output_hidden_states = bool(output_hidden_states if output_hidden_states is not None
+                                    else self.config.output_hidden_states)
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        if past_key_values is None and use_cache:
+            past_key_values = TitansCache()
+        x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        hidden = [x] if output_hidden_states else None
+        for i, block in enumerate(self.layers):
+            state = None if past_key_values is None else past_key_values.get_state(i)
+            x, state = block(x, state)
+            if past_key_values is not None:
+                past_key_values.set_state(i, state)
+            if hidden is not None:
+                hidden.append(x)
+        if past_key_values is not None:
+            past_key_values.seen_tokens += x.shape[1]
+        out = BaseModelOutputWithPast(last_hidden_state=self.norm(x), past_key_values=past_key_values,
+                                      hidden_states=None if hidden is None else tuple(hidden))
+        return out if return_dict else out.to_tuple()
+
+
+class TitansForCausalLM(TitansPreTrainedModel, GenerationMixin):
+    """:class:`TitansModel` with a language-model head; ``generate`` decodes with a :class:`TitansCache`.
+
+    Greedy decoding and sampling are supported; beam search and assisted decoding are not (the blocks'
+    states cannot be reordered or rolled back). Padding is not supported: ``attention_mask`` must be
+    all ones.
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    _supported_generation_modes = [GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE]
+
+    def __init__(self, config: TitansConfig) -> None:
+        super().__init__(config)
+        self.model = TitansModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        # generate must not build a DynamicCache: the first forward creates the TitansCache.
+        return False
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: TitansCache | None = None,
+        use_cache: bool | None = None,
+        labels: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        logits_to_keep: int = 0,
+        **kwargs: Any,
+    ) -> CausalLMOutputWithPast | tuple:
+        """``input_ids [B, T]`` -> ``logits [B, T, V]`` (the last ``logits_to_keep`` positions if > 0).
+
+        ``labels [B, T]`` (``-100`` = ignored) give ``loss``, the cross-entropy of position t's logits
+        against the label at t + 1. ``kwargs`` may hold ``num_items_in_batch`` (see
+        :func:`causal_lm_loss`); anything else raises ``TypeError``.
+        """
+        num_items = kwargs.pop("num_items_in_batch", None)
+        if kwargs:
+            raise TypeError(f"unexpected keyword arguments: {sorted(kwargs)}")
+        if output_attentions:
+            raise ValueError("output_attentions=True is not supported: the blocks do not expose attention weights")
+        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
+            raise ValueError(f"logits_to_keep must be an int >= 0, got {logits_to_keep!r}")
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=past_key_values,
+                         inputs_embeds=inputs_embeds, use_cache=use_cache,
+                         output_hidden_states=output_hidden_states, return_dict=True)
+        hidden = out.last_hidden_state
+        logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
+        loss = None
+        if labels is not None:
+            if logits_to_keep:
+                raise ValueError("labels need the logits of every position: pass logits_to_keep=0")
+            loss = causal_lm_loss(logits, labels, num_items)
+        result = CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values,
+                                        hidden_states=out.hidden_states)
+        return result if return_dict else result.to_tuple()
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        past_key_values: TitansCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The inputs of the next forward in ``generate``: only the tokens the cache has not seen.
+
+        The sequence so far is ``inputs_embeds`` (a prompt given as embeddings, if any) followed by
+        ``input_ids``; without a cache every step reads it all again.
+        """
+        seen = 0 if past_key_values is None else past_key_values.get_seq_length()
+        inputs: dict[str, Any] = {"past_key_values": past_key_values, "use_cache": use_cache,
+                                  "attention_mask": attention_mask}
+        prompt = 0 if inputs_embeds is None else inputs_embeds.shape[1]
+        if seen < prompt:
+            embeds = self.get_input_embeddings()(input_ids).to(inputs_embeds.dtype)
+            inputs["inputs_embeds"] = torch.cat((inputs_embeds[:, seen:], embeds), dim=1)
+        else:
+            inputs["input_ids"] = input_ids[:, seen - prompt :]
+        if logits_to_keep is not None:
+            inputs["logits_to_keep"] = logits_to_keep
+        for key in ("output_hidden_states", "output_attentions"):
+            if kwargs.get(key) is not None:
+                inputs[key] = kwargs[key]
+        return inputs

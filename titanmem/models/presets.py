@@ -1,0 +1,43 @@
+"""Named model sizes for :meth:`TitansConfig.from_preset` (plain dicts of config fields).
+
+- ``tiny``: byte-level, about 1.5M parameters (MAC): sized to train on a laptop CPU.
+- ``small``: byte-level, about 8M parameters (MAC).
+- ``170m``, ``340m``, ``760m``: the paper's sizes (Titans §5.1) with the Llama-2 32K vocabulary,
+  tied embeddings.
+
+Parameters per variant (tied embeddings counted once; counted on the meta device, as
+``tests/models/test_modeling.py`` checks):
+
+    ======  ========  ========  ========  ========  ===========  ========
+    preset  lmm       mac       mag       mal       transformer  swa
+    ======  ========  ========  ========  ========  ===========  ========
+    tiny    1.10M     1.49M     1.36M     1.36M     0.89M        0.89M
+    small   6.03M     8.39M     7.61M     7.61M     5.19M        5.19M
+    170m    128.88M   171.49M   157.35M   157.34M   116.76M      116.76M
+    340m    239.36M   340.28M   306.76M   306.74M   213.42M      213.42M
+    760m    532.05M   758.94M   683.49M   683.46M   474.27M      474.27M
+    ======  ========  ========  ========  ========  ===========  ========
+
+The paper's sizes are matched for MAC (171,490,992 / 340,283,136 / 758,936,832); MAC carries the
+most per block (its retrieval projections on top of attention and memory), the Transformer++
+baseline the least. Depth 16 rather than 24 at 340m and 760m keeps MAC at the named size with a
+SwiGLU width of about 2.25-2.4x the model width.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["PRESETS"]
+
+_BYTES = dict(vocab_size=256, chunk_size=64, segment_size=64, window=64, n_persistent=4)
+# Paper-sized models: 32K Llama-2 vocabulary, 4K-token training context.
+_PAPER = dict(vocab_size=32000, chunk_size=64, segment_size=256, window=512, n_persistent=16)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(_BYTES, hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=384),
+    "small": dict(_BYTES, hidden_size=256, num_hidden_layers=6, num_attention_heads=8, intermediate_size=768),
+    "170m": dict(_PAPER, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=2304),
+    "340m": dict(_PAPER, hidden_size=1024, num_hidden_layers=16, num_attention_heads=16, intermediate_size=2304),
+    "760m": dict(_PAPER, hidden_size=1536, num_hidden_layers=16, num_attention_heads=16, intermediate_size=3712),
+}
