@@ -81,7 +81,8 @@ def test_rows_of_a_batch_are_independent(variant_model):
         assert_close(f"row {b}", _logits(model, ids[b : b + 1]), batch[b : b + 1], RTOL)
 
 
-@pytest.mark.parametrize("p", [4, 11])
+# chunk 4, segment 8, window 5: at, just before and just after each boundary, and inside.
+@pytest.mark.parametrize("p", [0, 3, 4, 5, 7, 8, 9, 11, 15, 16])
 def test_causal(variant_model, p):
     _, model = variant_model
     ids = _ids()

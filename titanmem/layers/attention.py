@@ -19,6 +19,10 @@ from .masked_attention import ATTENTION_IMPLS, causal_window_mask, masked_attent
 __all__ = ["Attention", "AttentionState"]
 
 
+# Smallest block of queries in windowed attention (tiny windows would otherwise mean tiny matmuls).
+_MIN_QUERY_BLOCK = 128
+
+
 @dataclass(frozen=True)
 class AttentionState:
     """What the next token of a sequence needs from the tokens already seen.
@@ -168,16 +172,8 @@ class Attention(nn.Module):
                 q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2), is_causal=True
             ).transpose(1, 2)
         else:
-            q_pos = torch.arange(offset, offset + T, device=x.device)
-            k_pos = torch.arange(offset - state.k.shape[1], offset + T, device=x.device)
-            mask = causal_window_mask(q_pos, k_pos, self.window)  # [T, L+T]
-            if self.n_persistent:
-                pk, pv = self._persistent_kv(B, k.dtype)
-                all_keys, all_values = torch.cat([pk, keys], dim=1), torch.cat([pv, values], dim=1)
-                mask = torch.cat([mask.new_ones(T, self.n_persistent), mask], dim=1)
-            else:
-                all_keys, all_values = keys, values
-            out = masked_attention(q, all_keys, all_values, mask, self.impl)
+            persistent = self._persistent_kv(B, k.dtype) if self.n_persistent else None
+            out = self._attend_in_blocks(q, keys, values, offset, persistent)
         y = self.o_proj(out.reshape(B, T, H * D))
         keep = keys.shape[1] if self.cache_size is None else min(self.cache_size, keys.shape[1])
         start = keys.shape[1] - keep
@@ -186,6 +182,37 @@ class Attention(nn.Module):
         # Copy rather than view: a slice would keep the storage of the whole piece alive, and the
         # cache after a long prefill must cost window - 1 tokens of memory, not T.
         return y, AttentionState(keys[:, start:].clone(), values[:, start:].clone(), offset + T)
+
+    def _attend_in_blocks(
+        self,
+        q: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        offset: int,
+        persistent: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """Queries ``q [B, T, H, D]`` at ``offset..offset+T-1`` over cached + new ``keys``/``values``.
+
+        With a window, a block of queries only needs the keys from ``window - 1`` before its first
+        query to its last one, so each block attends to that range alone: O(T * window) time and
+        memory instead of O(T^2); every query still sees exactly the keys its mask allows.
+        """
+        T, first_key = q.shape[1], offset - (keys.shape[1] - q.shape[1])
+        block = T if self.window is None else max(self.window, _MIN_QUERY_BLOCK)
+        outs = []
+        for start in range(0, T, block):
+            stop = min(start + block, T)
+            lo = 0 if self.window is None else max(0, offset + start - self.window + 1 - first_key)
+            hi = offset + stop - first_key
+            q_pos = torch.arange(offset + start, offset + stop, device=q.device)
+            k_pos = torch.arange(first_key + lo, first_key + hi, device=q.device)
+            mask = causal_window_mask(q_pos, k_pos, self.window)
+            k_blk, v_blk = keys[:, lo:hi], values[:, lo:hi]
+            if persistent is not None:
+                k_blk, v_blk = torch.cat([persistent[0], k_blk], dim=1), torch.cat([persistent[1], v_blk], dim=1)
+                mask = torch.cat([mask.new_ones(stop - start, persistent[0].shape[1]), mask], dim=1)
+            outs.append(masked_attention(q[:, start:stop], k_blk, v_blk, mask, self.impl))
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
 
     def extra_repr(self) -> str:
         return (
