@@ -13,6 +13,7 @@ from .mac import MACBlock
 from .mag import MAGBlock
 from .mal import MALBlock
 from .spec import BlockSpec
+from .swa import SWABlock
 from .transformer import TransformerBlock
 
 VARIANTS = ("lmm", "mac", "mag", "mal", "transformer", "swa")
@@ -31,10 +32,8 @@ def build_block(variant: str, spec: BlockSpec) -> nn.Module:
     if variant == "transformer":
         return TransformerBlock(spec, window=None)
     if variant == "swa":
-        if spec.window is None:
-            raise ValueError("variant 'swa' needs a window, got window=None")
-        return TransformerBlock(spec, window=spec.window)
+        return SWABlock(spec)
     raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
 
 
-__all__ = ["VARIANTS", "BlockSpec", "LMMBlock", "MACBlock", "MAGBlock", "MALBlock", "TransformerBlock", "build_block"]
+__all__ = ["VARIANTS", "BlockSpec", "LMMBlock", "MACBlock", "MAGBlock", "MALBlock", "SWABlock", "TransformerBlock", "build_block"]

@@ -1,4 +1,4 @@
-"""Baselines: Transformer++ (Llama-style: RoPE, SwiGLU, RMSNorm, full causal attention) and SWA."""
+"""Baseline: Transformer++ (Llama-style: RoPE, SwiGLU, RMSNorm, full causal attention)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ __all__ = ["TransformerBlock"]
 
 
 class TransformerBlock(nn.Module):
-    """``x + Attn(RMSNorm(x))`` then ``x + SwiGLU(RMSNorm(x))``; ``window`` makes it the SWA baseline."""
+    """``x + Attn(RMSNorm(x))`` then ``x + SwiGLU(RMSNorm(x))``; ``window`` limits attention (SWA)."""
 
     def __init__(self, spec: BlockSpec, window: int | None = None) -> None:
         super().__init__()
