@@ -133,6 +133,18 @@ def compare_states(prefix: str, ref: MemoryState, out: MemoryState, rtol: float)
         assert_close(f"{prefix} momentum[{i}]", a, b, rtol)
 
 
+def run_in_pieces(module, x: torch.Tensor, lengths) -> tuple[torch.Tensor, object]:
+    """Feed ``x [B, T, ...]`` to ``module(x_piece, state) -> (y, state)`` in pieces of ``lengths``
+    (which must add up to T), carrying the state; returns the concatenated outputs and the last state."""
+    outs, state, start = [], None, 0
+    for n in lengths:
+        y, state = module(x[:, start : start + n], state)
+        outs.append(y)
+        start += n
+    assert start == x.shape[1], f"piece lengths {lengths} do not add up to {x.shape[1]}"
+    return torch.cat(outs, dim=1), state
+
+
 IMPLS = [
     pytest.param(neural_memory_naive, id="naive"),
     pytest.param(neural_memory_chunk, id="chunk"),

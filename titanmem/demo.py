@@ -50,11 +50,11 @@ def _sequence(s: RecallSetting, generator: torch.Generator):
 
 
 def _initial_state(s: RecallSetting, generator: torch.Generator) -> MemoryState:
-    dims = [s.dim] + [s.hidden] * (s.depth - 1) + [s.dim]
-    # Small random weights: deep memories need a non-zero start for gradients to reach every layer.
-    weights = [torch.randn(1, 1, a, b, generator=generator) * (0.5 / a**0.5) for a, b in zip(dims[:-1], dims[1:])]
-    if s.depth == 1:
+    if s.depth == 1:  # a linear memory starts empty
         weights = [torch.zeros(1, 1, s.dim, s.dim)]
+    else:  # small random weights: gradients reach every layer only from a non-zero start
+        dims = [s.dim] + [s.hidden] * (s.depth - 1) + [s.dim]
+        weights = [torch.randn(1, 1, a, b, generator=generator) * (0.5 / a**0.5) for a, b in zip(dims[:-1], dims[1:])]
     return MemoryState(weights, [torch.zeros_like(w) for w in weights])
 
 

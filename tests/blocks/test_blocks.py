@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.helpers import assert_close
+from tests.helpers import assert_close, run_in_pieces
 from titanmem.blocks import VARIANTS, BlockSpec, build_block
 
 RTOL = 1e-10
@@ -30,15 +30,6 @@ def _x(B: int = 2, length: int = T, seed: int = 1) -> torch.Tensor:
     return torch.randn(B, length, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
 
 
-def _pieces(block, x, lengths):
-    state, ys, start = None, [], 0
-    for n in lengths:
-        y, state = block(x[:, start : start + n], state)
-        ys.append(y)
-        start += n
-    return torch.cat(ys, dim=1)
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("p", [0, 3, 4, 5, 9, 18], ids=lambda p: f"p{p}")
 def test_causal(variant, p):
@@ -57,7 +48,7 @@ def test_causal(variant, p):
 def test_pieces_equal_one_call(variant, lengths):
     block, x = _block(variant), _x()
     y, _ = block(x)
-    assert_close("pieces", y, _pieces(block, x, lengths), RTOL)
+    assert_close("pieces", y, run_in_pieces(block, x, lengths)[0], RTOL)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -65,7 +56,7 @@ def test_pieces_equal_one_call(variant, lengths):
 def test_decoding_equals_parallel(variant, prefill):
     block, x = _block(variant), _x()
     y, _ = block(x)
-    assert_close("decode", y, _pieces(block, x, (prefill,) + (1,) * (T - prefill)), RTOL)
+    assert_close("decode", y, run_in_pieces(block, x, (prefill,) + (1,) * (T - prefill))[0], RTOL)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from tests.helpers import assert_close
-from titanmem.layers import Attention, AttentionState, causal_window_mask
+from tests.helpers import assert_close, run_in_pieces
+from titanmem.layers import Attention, causal_window_mask
 
 F64 = torch.float64
 C, H = 16, 2
@@ -62,16 +62,6 @@ def _rotate(x, cos, sin):
     h = x.shape[-1] // 2
     x1, x2 = x[..., :h], x[..., h:]
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
-
-
-def stream(attn: Attention, x: torch.Tensor, lengths) -> tuple[torch.Tensor, AttentionState]:
-    outs, state, start = [], None, 0
-    for n in lengths:
-        y, state = attn(x[:, start : start + n], state)
-        outs.append(y)
-        start += n
-    assert start == x.shape[1]
-    return torch.cat(outs, dim=1), state
 
 
 CONFIGS = [(w, p) for w in (None, 1, 5) for p in (0, 3)]
@@ -167,7 +157,7 @@ def test_prefill_then_decode_equals_one_call(window, n_persistent, impl):
     with torch.no_grad():
         full, full_state = attn(x)
         for P in (0, 1, 4, 7, T):
-            y, state = stream(attn, x, [P] + [1] * (T - P))
+            y, state = run_in_pieces(attn, x, [P] + [1] * (T - P))
             assert_close(f"P={P}", full, y, 1e-12)
             assert state.offset == T
             assert_close(f"P={P} cached keys", full_state.k, state.k, 1e-12)
@@ -179,7 +169,7 @@ def test_uneven_pieces_equal_one_call(window, n_persistent):
     x = x_of(2, 16)
     with torch.no_grad():
         full, _ = attn(x)
-        y, state = stream(attn, x, [5, 0, 1, 7, 3])
+        y, state = run_in_pieces(attn, x, [5, 0, 1, 7, 3])
     assert_close("pieces", full, y, 1e-12)
     assert state.offset == 16
 
@@ -217,7 +207,7 @@ def test_kv_cache_never_grows_past_window(window):
 
 def test_full_attention_cache_keeps_every_token():
     attn = make_attention(None)
-    _, state = stream(attn, x_of(1, 6), [2, 1, 3])
+    _, state = run_in_pieces(attn, x_of(1, 6), [2, 1, 3])
     assert state.k.shape == (1, 6, H, C // H)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import titanmem.layers.neural_memory as layer_module
-from tests.helpers import assert_close
+from tests.helpers import assert_close, run_in_pieces
 from titanmem.layers.neural_memory import NeuralMemory
 from titanmem.ops import neural_memory_naive
 
@@ -27,17 +27,6 @@ def _x(B: int = 2, T: int = 37, C: int = 12, seed: int = 1) -> torch.Tensor:
     return torch.randn(B, T, C, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
 
 
-def _run_pieces(layer, x, lengths):
-    state, ys = None, []
-    start = 0
-    for n in lengths:
-        y, state = layer(x[:, start : start + n], state)
-        ys.append(y)
-        start += n
-    assert start == x.shape[1]
-    return torch.cat(ys, dim=1), state
-
-
 def _compare_states(a, b):
     for name in ("weights", "momentum"):
         for i, (u, w) in enumerate(zip(getattr(a.memory, name), getattr(b.memory, name))):
@@ -56,7 +45,7 @@ def _compare_states(a, b):
 def test_pieces_equal_one_call(lengths, read):
     layer, x = _layer(read=read), _x()
     y_ref, s_ref = layer(x)
-    y, s = _run_pieces(layer, x, lengths)
+    y, s = run_in_pieces(layer, x, lengths)
     assert_close("y", y_ref, y, RTOL)
     _compare_states(s_ref, s)
 
@@ -109,7 +98,7 @@ def test_gradients_through_pieces_equal_one_call_and_reach_every_parameter():
 
     def grads(lengths):
         layer.zero_grad()
-        y, _ = _run_pieces(layer, x, lengths)
+        y, _ = run_in_pieces(layer, x, lengths)
         (y * weights).sum().backward()
         return {n: p.grad.clone() for n, p in layer.named_parameters()}
 
@@ -148,6 +137,7 @@ def test_float32_model_keeps_a_float32_state_under_bfloat16_inputs():
     [
         (dict(hidden_size=10, num_heads=3), r"hidden_size \(10\) must be divisible by num_heads \(3\)"),
         (dict(hidden_size=12, num_heads=2, chunk_size=0), r"chunk_size must be >= 1, got 0"),
+        (dict(hidden_size=12, num_heads=0), r"num_heads must be >= 1, got 0"),
         (dict(hidden_size=12, num_heads=2, memory_depth=0), r"memory_depth must be >= 1, got 0"),
         (dict(hidden_size=12, num_heads=2, activation="tanh"), r"activation must be one of"),
         (dict(hidden_size=12, num_heads=2, read="both"), r"read must be 'token' or 'chunk'"),

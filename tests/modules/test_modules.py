@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.helpers import assert_close
+from tests.helpers import assert_close, run_in_pieces
 from titanmem.modules import CausalDepthwiseConv1d, RMSNorm, SwiGLU, apply_rotary
 
 F64 = torch.float64
@@ -61,12 +61,8 @@ def test_conv_pieces_with_tail_equal_one_call_exactly(kernel):
     conv = CausalDepthwiseConv1d(3, kernel).double()
     x = torch.randn(2, 16, 3, dtype=F64)
     full, full_tail = conv(x)
-    outs, tail, start = [], None, 0
-    for n in (5, 0, 1, 7, 3):
-        y, tail = conv(x[:, start : start + n], tail)
-        outs.append(y)
-        start += n
-    assert torch.equal(torch.cat(outs, dim=1), full)
+    pieces, tail = run_in_pieces(conv, x, (5, 0, 1, 7, 3))
+    assert torch.equal(pieces, full)
     assert torch.equal(tail, full_tail)
     assert tail.shape == (2, kernel - 1, 3)
     # step() is the single-token form of the same computation.

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from ..modules.checks import check_int
 from ..modules.conv import CausalDepthwiseConv1d
 from ..modules.norm import RMSNorm
 from ..ops import MemoryState, neural_memory_chunk
@@ -79,15 +80,15 @@ class NeuralMemory(nn.Module):
         read: str = "token",
     ) -> None:
         super().__init__()
+        for name, value in (("hidden_size", hidden_size), ("num_heads", num_heads), ("memory_depth", memory_depth),
+                            ("memory_expansion", memory_expansion), ("chunk_size", chunk_size),
+                            ("conv_kernel", conv_kernel)):
+            check_int(name, value, 1)
         if head_dim is None:
             if hidden_size % num_heads:
                 raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
             head_dim = hidden_size // num_heads
-        for name, value in (("hidden_size", hidden_size), ("num_heads", num_heads), ("head_dim", head_dim),
-                            ("memory_depth", memory_depth), ("memory_expansion", memory_expansion),
-                            ("chunk_size", chunk_size), ("conv_kernel", conv_kernel)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        check_int("head_dim", head_dim, 1)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
         if read not in ("token", "chunk"):
