@@ -195,7 +195,7 @@ def test_init_keeps_the_layers_own_initialisation():
     model = TitansForCausalLM(TitansConfig(variant="mag", **{**TINY, "initializer_range": 0.3}))
     memory = model.model.layers[1].memory
     bias = memory.gate_proj.bias.view(3, -1)
-    assert torch.equal(bias, torch.tensor([[-2.0], [2.0], [-5.0]]).expand_as(bias))  # the layer's gate biases
+    assert torch.equal(bias, torch.tensor([[-2.0], [0.0], [-5.0]]).expand_as(bias))  # the layer's gate biases
     assert torch.equal(model.model.norm.weight, torch.ones(32))
     dim = memory.memory_init[0].shape[1]
     assert abs(memory.memory_init[0].std().item() - dim**-0.5) < 0.1  # randn / sqrt(d_in), not 0.3

@@ -67,7 +67,7 @@ class TitansPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         # Only linear and embedding weights: the norms' ones, the gate biases (mild learning rate,
-        # long momentum, little forgetting), the initial memory and the persistent tokens keep the
+        # moderate momentum, little forgetting), the initial memory and the persistent tokens keep the
         # initialisation their layers chose.
         if isinstance(module, (nn.Linear, nn.Embedding)):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)

@@ -1,4 +1,4 @@
-"""The demo's claims and the package's layering rules."""
+"""The recall demo's claims and the package's layering rules."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 import titanmem
 from titanmem.cli import main
-from titanmem.demo import RecallSetting, chunk_matches_naive, recall_accuracy
+from titanmem.recall import RecallSetting, chunk_matches_naive, recall_accuracy
 
 PACKAGE = Path(titanmem.__file__).parent
 # design.md: each stratum imports only from the ones above it.
@@ -43,8 +43,8 @@ def test_repeated_passes_raise_recall_of_a_deep_memory():
     assert eight > 0.95 and eight > once
 
 
-def test_demo_runs_from_the_cli(capsys):
-    assert main(["demo"]) == 0
+def test_recall_demo_runs_from_the_cli(capsys):
+    assert main(["recall"]) == 0
     out = capsys.readouterr().out
     assert "recall" in out and "max |difference|" in out
     assert chunk_matches_naive() < 1e-5

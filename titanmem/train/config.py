@@ -1,0 +1,317 @@
+"""The training job as one tree of dataclasses, read from TOML with ``--section.key=value`` overrides.
+
+Every field has a default, so a config file only states what differs. A file may name a ``base``
+file (a path relative to itself) whose values it overrides, section by section. Unknown sections or
+keys, and values of the wrong type or out of range, raise ``ValueError`` naming ``section.key``
+before anything is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "CheckpointConfig", "DataConfig", "EvalConfig", "JobConfig", "LogConfig", "ModelConfig", "OptimConfig",
+    "RunConfig", "ScheduleConfig", "config_from_dict", "load_config", "parse_overrides",
+]
+
+
+@dataclass
+class ModelConfig:
+    """The model: a :class:`~titanmem.models.TitansConfig` preset, a variant, and any of its fields.
+
+    ``fields`` holds every other key of the ``[model]`` table (``hidden_size``, ``chunk_size``, ...),
+    applied over the preset. ``vocab_size`` defaults to the tokenizer's.
+    """
+
+    preset: str = "tiny"
+    variant: str = "mac"
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Corpus, tokenizer and batches (``batch_size`` sequences per process and micro-step)."""
+
+    corpus: str = "shakespeare"
+    corpus_path: str | None = None
+    tokenizer: str = "byte"
+    tokenizer_cache: str | None = None
+    data_dir: str | None = None  # None: ``<out_dir>/../data/<corpus>-<tokenizer>``
+    val_fraction: float = 0.05
+    split_seed: int = 0
+    seq_len: int = 512
+    batch_size: int = 8
+    sampling: str = "random"  # "random" windows, or "sequential" lanes (needed by tbptt)
+
+
+@dataclass
+class OptimConfig:
+    """AdamW; ``weight_decay`` applies to matrices only (see :mod:`titanmem.train.optim`)."""
+
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0  # 0 turns clipping off
+    grad_accum: int = 1
+
+
+@dataclass
+class ScheduleConfig:
+    """Linear warmup to ``optim.lr``, then cosine decay to ``min_lr_ratio * lr`` at ``steps``."""
+
+    steps: int = 1000
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+
+
+@dataclass
+class RunConfig:
+    """Seed, device, precision, distributed strategy, truncated backprop through the memory state."""
+
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda"
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast; the memory state stays float32)
+    distributed: str = "ddp"  # under torchrun: "ddp" or "fsdp" (FSDP2 fully_shard per block)
+    tbptt: bool = False  # carry each row's block states from one sequence to the next (detached)
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+
+
+@dataclass
+class CheckpointConfig:
+    """Checkpoints every ``every`` steps (0: only at the end), keeping the ``keep`` newest."""
+
+    every: int = 500
+    keep: int = 3
+
+
+@dataclass
+class LogConfig:
+    """Training metrics every ``every`` steps to CSV, JSONL and (optionally) TensorBoard."""
+
+    every: int = 10
+    csv: bool = True
+    jsonl: bool = True
+    tensorboard: bool = False
+    progress: bool = True
+    plot: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Validation every ``every`` steps (0: only at the end) on the first ``tokens`` validation tokens."""
+
+    every: int = 200
+    tokens: int = 65536
+    batch_size: int = 8
+
+
+@dataclass
+class JobConfig:
+    """A whole training job. ``out_dir`` holds metrics, checkpoints and plots."""
+
+    name: str = "run"
+    out_dir: str = "runs/run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (``[model]`` flattened back to one table), as written into checkpoints."""
+        out = dataclasses.asdict(self)
+        out["model"] = {"preset": self.model.preset, "variant": self.model.variant, **self.model.fields}
+        return out
+
+    def resolved_data_dir(self) -> Path:
+        """Where the token shards live: ``data.data_dir`` or a folder named after corpus and tokenizer."""
+        if self.data.data_dir is not None:
+            return Path(self.data.data_dir)
+        slug = "".join(c if c.isalnum() else "-" for c in f"{self.data.corpus}-{self.data.tokenizer}")
+        return Path(self.out_dir).parent / "data" / slug
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(JobConfig) if f.name not in ("name", "out_dir")}
+_CHOICES = {
+    "data.sampling": ("random", "sequential"),
+    "run.device": ("auto", "cpu", "cuda"),
+    "run.precision": ("fp32", "bf16"),
+    "run.distributed": ("ddp", "fsdp"),
+}
+# (minimum, maximum or None) of numeric fields.
+_RANGES = {
+    "data.seq_len": (1, None), "data.batch_size": (1, None),
+    "optim.lr": (0.0, None), "optim.beta1": (0.0, 1.0), "optim.beta2": (0.0, 1.0), "optim.eps": (0.0, None),
+    "optim.weight_decay": (0.0, None), "optim.grad_clip": (0.0, None), "optim.grad_accum": (1, None),
+    "schedule.steps": (1, None), "schedule.warmup_steps": (0, None), "schedule.min_lr_ratio": (0.0, 1.0),
+    "run.threads": (0, None), "checkpoint.every": (0, None), "checkpoint.keep": (1, None),
+    "log.every": (1, None), "eval.every": (0, None), "eval.tokens": (1, None), "eval.batch_size": (1, None),
+}
+
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "None": type(None), "dict[str, Any]": dict}
+
+
+def _type_ok(value: Any, annotation: str) -> bool:
+    # Field annotations are strings (``from __future__ import annotations``) such as "str | None".
+    for name in (part.strip() for part in annotation.split("|")):
+        kind = _TYPES[name]
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        if kind is int and isinstance(value, bool):
+            continue
+        if isinstance(value, kind):
+            return True
+    return False
+
+
+def _build_section(name: str, cls: type, table: Mapping[str, Any]) -> Any:
+    if name == "model":
+        table = dict(table)
+        return ModelConfig(preset=table.pop("preset", "tiny"), variant=table.pop("variant", "mac"), fields=table)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in table.items():
+        if key not in known:
+            raise ValueError(f"unknown config key {name}.{key}; {name} accepts {sorted(known)}")
+        if not _type_ok(value, known[key].type):
+            raise ValueError(f"{name}.{key} must be of type {known[key].type}, got {value!r}")
+    kwargs = {k: float(v) if known[k].type == "float" else v for k, v in table.items()}
+    return cls(**kwargs)
+
+
+def _check_values(cfg: JobConfig) -> None:
+    for key, choices in _CHOICES.items():
+        section, attr = key.split(".")
+        value = getattr(getattr(cfg, section), attr)
+        if value not in choices:
+            raise ValueError(f"{key} must be one of {choices}, got {value!r}")
+    for key, (lo, hi) in _RANGES.items():
+        section, attr = key.split(".")
+        value = getattr(getattr(cfg, section), attr)
+        if value < lo or (hi is not None and value > hi):
+            bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+            raise ValueError(f"{key} must be {bound}, got {value!r}")
+    if cfg.schedule.warmup_steps > cfg.schedule.steps:
+        raise ValueError(f"schedule.warmup_steps must be <= schedule.steps ({cfg.schedule.steps}), "
+                         f"got {cfg.schedule.warmup_steps}")
+    if cfg.run.tbptt and cfg.data.sampling != "sequential":
+        raise ValueError("run.tbptt = true needs data.sampling = 'sequential' (each row must read on where it "
+                         f"stopped), got data.sampling = {cfg.data.sampling!r}")
+    if cfg.run.tbptt and cfg.model.variant == "transformer":
+        raise ValueError("run.tbptt needs a bounded state; model.variant 'transformer' keeps every key, "
+                         "use 'swa' or a memory variant")
+    if not 0 < cfg.data.val_fraction < 1:
+        raise ValueError(f"data.val_fraction must be in (0, 1) (validation needs documents), got {cfg.data.val_fraction!r}")
+
+
+def _check_model(cfg: JobConfig) -> None:
+    # Built here, not in the loop, so that a bad model field fails before data preparation.
+    from ..models import PRESETS, TitansConfig
+
+    if cfg.model.preset not in PRESETS:
+        raise ValueError(f"model.preset must be one of {tuple(PRESETS)}, got {cfg.model.preset!r}")
+    known = {f.name for f in dataclasses.fields(TitansConfig)} - {"variant"}
+    for key in cfg.model.fields:
+        if key not in known:
+            raise ValueError(f"unknown config key model.{key}; model accepts preset, variant and the "
+                             f"TitansConfig fields {sorted(known)}")
+    try:
+        TitansConfig.from_preset(cfg.model.preset, variant=cfg.model.variant, **cfg.model.fields)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"invalid [model] section: {err}") from err
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> JobConfig:
+    """Build and validate a :class:`JobConfig` from a nested dict (a parsed TOML file)."""
+    raw = dict(raw)
+    raw.pop("base", None)
+    top = {}
+    for key in ("name", "out_dir"):
+        if key in raw:
+            if not isinstance(raw[key], str) or not raw[key]:
+                raise ValueError(f"{key} must be a non-empty string, got {raw[key]!r}")
+            top[key] = raw.pop(key)
+    sections = {}
+    for name, table in raw.items():
+        if name not in _SECTIONS:
+            raise ValueError(f"unknown config key {name}; a job config has name, out_dir, base and the sections "
+                             f"{sorted(_SECTIONS)}")
+        if not isinstance(table, Mapping):
+            raise ValueError(f"{name} must be a table of keys, got {table!r}")
+        cls = {f.name: f.default_factory for f in dataclasses.fields(JobConfig) if f.name == name}[name]
+        sections[name] = _build_section(name, cls, table)
+    if "name" in top and "out_dir" not in top:
+        top["out_dir"] = f"runs/{top['name']}"
+    cfg = JobConfig(**top, **sections)
+    _check_values(cfg)
+    _check_model(cfg)
+    return cfg
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ValueError(f"base: config files include each other in a loop: {' -> '.join(map(str, seen + (path,)))}")
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from err
+    base = raw.get("base")
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ValueError(f"base must be a path string, got {base!r}")
+    return _merge(_read_toml(path.parent / base, seen + (path,)), raw)
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["model.variant=mal", "optim.lr=3e-4"]`` -> nested dict. Values are TOML values; a bare word is a string."""
+    out: dict[str, Any] = {}
+    for item in items:
+        text = item[2:] if item.startswith("--") else item
+        key, sep, value = text.partition("=")
+        parts = key.split(".")
+        if not sep or not all(parts):
+            raise ValueError(f"overrides must look like --section.key=value, got {item!r}")
+        try:
+            parsed = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r} conflicts with an earlier override of {part}")
+        node[parts[-1]] = parsed
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> JobConfig:
+    """The job of TOML file ``path`` (defaults only if None) with ``--section.key=value`` ``overrides``."""
+    raw = _read_toml(Path(path)) if path is not None else {}
+    return config_from_dict(_merge(raw, parse_overrides(overrides)))
