@@ -60,6 +60,7 @@ def test_integer_is_accepted_for_a_float_field():
         ("--model.variant=rnn", "variant"),
         ("--model.preset=huge", "model.preset"),
         ("--run.tbptt=true", "data.sampling"),
+        ("--eval.tokens=100", "eval.tokens"),
     ],
 )
 def test_bad_keys_and_values_name_the_key(override, message):

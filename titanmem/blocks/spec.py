@@ -34,7 +34,7 @@ class BlockSpec:
     memory_depth: int = 2
     memory_expansion: int = 4
     chunk_size: int = 64
-    max_lr: float = 0.1
+    max_lr: float = 0.01
     memory_activation: str = "gelu"
     segment_size: int = 64
     rope_theta: float = 10000.0

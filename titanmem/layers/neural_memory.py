@@ -75,7 +75,7 @@ class NeuralMemory(nn.Module):
         memory_expansion: int = 4,
         chunk_size: int = 64,
         activation: str = "gelu",
-        max_lr: float = 0.1,
+        max_lr: float = 0.01,
         conv_kernel: int = 4,
         read: str = "token",
     ) -> None:

@@ -70,7 +70,7 @@ class TitansConfig(PreTrainedConfig):
     memory_expansion: int = 4
     chunk_size: int = 64
     segment_size: int = 64
-    max_lr: float = 0.1
+    max_lr: float = 0.01
     memory_activation: str = "gelu"
     rope_theta: float = 10000.0
     rms_norm_eps: float = 1e-6

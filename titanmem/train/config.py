@@ -210,6 +210,9 @@ def _check_values(cfg: JobConfig) -> None:
     if cfg.schedule.warmup_steps > cfg.schedule.steps:
         raise ValueError(f"schedule.warmup_steps must be <= schedule.steps ({cfg.schedule.steps}), "
                          f"got {cfg.schedule.warmup_steps}")
+    if cfg.eval.tokens < cfg.data.seq_len + 1:
+        raise ValueError(f"eval.tokens must be >= data.seq_len + 1 = {cfg.data.seq_len + 1} (one validation window), "
+                         f"got {cfg.eval.tokens}")
     if cfg.run.tbptt and cfg.data.sampling != "sequential":
         raise ValueError("run.tbptt = true needs data.sampling = 'sequential' (each row must read on where it "
                          f"stopped), got data.sampling = {cfg.data.sampling!r}")

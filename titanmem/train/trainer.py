@@ -201,8 +201,9 @@ def _train(cfg: JobConfig, info: DistInfo, resume: bool | str | Path, stop_at: i
             start_step = checkpoint["step"]
             _log(info, f"resuming from {path} at step {start_step}")
     elif list_checkpoints(run.ckpt_dir):
-        raise ValueError(f"out_dir {str(run.out_dir)!r} already has checkpoints ({list_checkpoints(run.ckpt_dir)[0].name}): "
-                         "pass --resume to continue that run, or choose another out_dir")
+        newest = list_checkpoints(run.ckpt_dir)[0].name
+        raise ValueError(f"out_dir {str(run.out_dir)!r} already has checkpoints ({newest}): pass --resume to continue "
+                         "that run, or choose another out_dir")
     model.to(info.device)
     wrapped = wrap_model(model, info, cfg.run.distributed)
     optimizer = build_optimizer(wrapped, cfg.optim)
