@@ -63,13 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"titanmem {args.command}: {err}", file=sys.stderr)
             return 2
         if args.command == "prepare":
-            from .data import get_tokenizer, prepare_dataset
+            from .train.trainer import prepare_job_data
 
-            tokenizer = get_tokenizer(cfg.data.tokenizer, cfg.data.tokenizer_cache)
-            path = prepare_dataset(cfg.resolved_data_dir(), cfg.data.corpus, tokenizer.name,
-                                   corpus_path=cfg.data.corpus_path, val_fraction=cfg.data.val_fraction,
-                                   seed=cfg.data.split_seed, progress=True)
-            print(f"prepared {path}")
+            print(f"prepared {prepare_job_data(cfg)}")
         else:
             from .train import train
 

@@ -30,7 +30,7 @@ def corpus_dir(tmp_path_factory) -> Path:
 
 def small_job(tmp_path: Path, variant: str = "lmm", *overrides: str, corpus: Path | None = None) -> JobConfig:
     """configs/tiny/<variant>.toml, shrunk, on ``corpus`` (a text folder) or Shakespeare, writing under tmp_path."""
-    data = ([f"--data.corpus=text", f"--data.corpus_path={corpus}", "--data.val_fraction=0.2"]
+    data = (["--data.corpus=text", f"--data.corpus_path={corpus}", "--data.val_fraction=0.2"]
             if corpus is not None else [])
     args = [*SHRINK, *data, f"--out_dir={tmp_path / 'run'}", f"--data.data_dir={tmp_path / 'data'}",
             "--data.seq_len=32", "--data.batch_size=4", "--schedule.steps=8", "--schedule.warmup_steps=2",

@@ -15,6 +15,7 @@ import titanmem.models  # noqa: F401  (registers the Auto classes)
 from titanmem.train import export_pretrained, load_checkpoint, train
 from titanmem.train.checkpoint import list_checkpoints
 from titanmem.train.metrics import CSV_COLUMNS
+from titanmem.train.weights import load_weights
 
 from .conftest import small_job
 
@@ -103,10 +104,9 @@ def test_export_loads_with_auto_model_and_gives_the_same_logits(tmp_path, corpus
     out = export_pretrained(checkpoint, tmp_path / "hf")
     model = AutoModelForCausalLM.from_pretrained(out)
     ids = torch.randint(0, 256, (1, 20))
-    reference = titanmem.models.TitansForCausalLM(titanmem.models.TitansConfig.from_dict(
-        load_checkpoint(checkpoint)["model_config"]))
-    reference.load_state_dict(load_checkpoint(checkpoint)["weights"], strict=False)
-    reference.tie_weights()
+    loaded = load_checkpoint(checkpoint)
+    reference = titanmem.models.TitansForCausalLM(titanmem.models.TitansConfig.from_dict(loaded["model_config"]))
+    load_weights(reference, loaded["weights"], checkpoint)
     reference.eval()  # from_pretrained returns the model in eval mode
     with torch.no_grad():
         # same weights and config; HF's loader may lay tensors out differently (3e-8 differences seen)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ._checks import check_fraction, check_int
 from .corpora import CorpusNotFoundError, Document, load_corpus, split_documents
+from .files import fsync_path
 from .tokenizers import ByteTokenizer, Tokenizer, get_tokenizer
 
 __all__ = ["FORMAT", "TokenDataset", "prepare_dataset"]
@@ -37,14 +38,6 @@ def _encode(tok: Tokenizer, text: str) -> np.ndarray:
     if isinstance(tok, ByteTokenizer):  # a Python list of 1M small ints per MB is slow; bytes are the ids
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
     return np.asarray(tok.encode(text), dtype=np.int64).reshape(-1)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _ShardWriter:
@@ -172,7 +165,7 @@ def prepare_dataset(out_dir: str | os.PathLike, corpus: str = "shakespeare", tok
             f.write(json.dumps(meta, indent=2) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_path(tmp)
         if out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # an empty folder made beforehand (e.g. by a launcher) is not a dataset
         try:
@@ -182,7 +175,7 @@ def prepare_dataset(out_dir: str | os.PathLike, corpus: str = "shakespeare", tok
             if _existing(out_dir, wanted):
                 return out_dir
             raise
-        _fsync_dir(out_dir.parent)
+        fsync_path(out_dir.parent)
     finally:
         if bar is not None:
             bar.close()

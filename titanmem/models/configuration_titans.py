@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from transformers import PreTrainedConfig
@@ -12,6 +13,9 @@ from ..ops.neural_memory.mlp import ACTIVATIONS
 from .presets import PRESETS
 
 __all__ = ["TitansConfig"]
+
+# Block hyperparameters default to BlockSpec's values, so each default is written in one place.
+_SPEC = {f.name: f.default for f in dataclasses.fields(BlockSpec) if f.default is not dataclasses.MISSING}
 
 # Variants whose attention is a sliding window: they cannot run without one.
 _WINDOWED = ("swa", "mag", "mal")
@@ -63,18 +67,18 @@ class TitansConfig(PreTrainedConfig):
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     intermediate_size: int = 384
-    head_dim: int | None = None
-    window: int | None = None
-    n_persistent: int = 0
-    memory_depth: int = 2
-    memory_expansion: int = 4
-    chunk_size: int = 64
-    segment_size: int = 64
-    max_lr: float = 0.01
-    memory_activation: str = "gelu"
-    rope_theta: float = 10000.0
-    rms_norm_eps: float = 1e-6
-    attn_impl: str = "sdpa"
+    head_dim: int | None = _SPEC["head_dim"]
+    window: int | None = _SPEC["window"]
+    n_persistent: int = _SPEC["n_persistent"]
+    memory_depth: int = _SPEC["memory_depth"]
+    memory_expansion: int = _SPEC["memory_expansion"]
+    chunk_size: int = _SPEC["chunk_size"]
+    segment_size: int = _SPEC["segment_size"]
+    max_lr: float = _SPEC["max_lr"]
+    memory_activation: str = _SPEC["memory_activation"]
+    rope_theta: float = _SPEC["rope_theta"]
+    rms_norm_eps: float = _SPEC["norm_eps"]
+    attn_impl: str = _SPEC["attn_impl"]
     tie_word_embeddings: bool = True
     initializer_range: float = 0.02
     use_cache: bool = True

@@ -17,7 +17,6 @@ such instead of being half-loaded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..data.files import fsync_path, sha256_file
 
 __all__ = [
     "CheckpointError", "find_resumable", "list_checkpoints", "load_checkpoint", "prune_checkpoints",
@@ -40,22 +41,6 @@ _FILES = ("model.safetensors", "trainer.pt", "config.json")
 
 class CheckpointError(RuntimeError):
     """A checkpoint folder is missing, incomplete, truncated or corrupted."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -83,11 +68,11 @@ def save_checkpoint(
     _write_json(tmp / "config.json", dict(model_config))
     files = {}
     for name in _FILES:
-        _fsync(tmp / name)
-        files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+        fsync_path(tmp / name)
+        files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name)}
     _write_json(tmp / "manifest.json", {"format": 1, "step": step, "files": files, "job": dict(job_config)})
-    _fsync(tmp / "manifest.json")
-    _fsync(tmp)
+    fsync_path(tmp / "manifest.json")
+    fsync_path(tmp)
     if final.exists():
         # Move the old one aside first: os.replace cannot replace a non-empty folder.
         stale = directory / f".{final.name}.old-{os.getpid()}"
@@ -96,7 +81,7 @@ def save_checkpoint(
         shutil.rmtree(stale)
     else:
         os.replace(tmp, final)
-    _fsync(directory)
+    fsync_path(directory)
     return final
 
 
@@ -128,7 +113,7 @@ def verify_checkpoint(path: str | Path) -> dict[str, Any]:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} is truncated or corrupted: {name} has {size} bytes, the manifest says {expected}"
             )
-        if _sha256(file) != files[name]["sha256"]:
+        if sha256_file(file) != files[name]["sha256"]:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} is corrupted: the SHA-256 of {name} does not match the manifest"
             )

@@ -147,7 +147,8 @@ class JobConfig:
         return Path(self.out_dir).parent / "data" / slug
 
 
-_SECTIONS = {f.name: f.type for f in dataclasses.fields(JobConfig) if f.name not in ("name", "out_dir")}
+# Section name -> its dataclass.
+_SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(JobConfig) if f.name not in ("name", "out_dir")}
 _CHOICES = {
     "data.sampling": ("random", "sequential"),
     "run.device": ("auto", "cpu", "cuda"),
@@ -257,8 +258,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> JobConfig:
                              f"{sorted(_SECTIONS)}")
         if not isinstance(table, Mapping):
             raise ValueError(f"{name} must be a table of keys, got {table!r}")
-        cls = {f.name: f.default_factory for f in dataclasses.fields(JobConfig) if f.name == name}[name]
-        sections[name] = _build_section(name, cls, table)
+        sections[name] = _build_section(name, _SECTIONS[name], table)
     if "name" in top and "out_dir" not in top:
         top["out_dir"] = f"runs/{top['name']}"
     cfg = JobConfig(**top, **sections)

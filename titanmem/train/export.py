@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..models import TitansConfig, TitansForCausalLM
 from .checkpoint import load_checkpoint
+from .weights import load_weights
 
 __all__ = ["export_pretrained"]
 
@@ -20,13 +21,7 @@ def export_pretrained(checkpoint: str | Path, out_dir: str | Path) -> Path:
     loaded = load_checkpoint(checkpoint)
     config = TitansConfig.from_dict(loaded["model_config"])
     model = TitansForCausalLM(config)
-    missing, unexpected = model.load_state_dict(loaded["weights"], strict=False)
-    allowed = {"lm_head.weight"} if config.tie_word_embeddings else set()
-    if set(missing) - allowed or unexpected:
-        raise ValueError(f"checkpoint {str(checkpoint)!r} does not fit its own config: missing "
-                         f"{sorted(set(missing) - allowed)}, unexpected {sorted(unexpected)}")
-    if config.tie_word_embeddings:
-        model.tie_weights()
+    load_weights(model, loaded["weights"], checkpoint)
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     (out_dir / "training_job.json").write_text(json.dumps(loaded["job"], indent=2) + "\n")

@@ -28,14 +28,15 @@ from ..models import TitansCache, TitansConfig, TitansForCausalLM
 from .checkpoint import find_resumable, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
 from .config import JobConfig
 from .distributed import (
-    DistInfo, all_reduce_sum, full_model_state, full_optimizer_state, load_optimizer_state, setup_distributed,
+    DistInfo, all_reduce_sum, full_optimizer_state, load_optimizer_state, setup_distributed,
     teardown_distributed, wrap_model,
 )
 from .metrics import MetricsWriter, plot_curves
 from .optim import build_optimizer, build_scheduler
 from .validate import ValidationResult, validate
+from .weights import load_weights, weights_to_save
 
-__all__ = ["TrainResult", "build_model_config", "detach_state", "train"]
+__all__ = ["TrainResult", "build_model_config", "detach_state", "prepare_job_data", "train"]
 
 
 @dataclass
@@ -60,6 +61,13 @@ def build_model_config(cfg: JobConfig, vocab_size: int) -> TitansConfig:
         raise ValueError(f"model.vocab_size must be >= the tokenizer's vocabulary ({vocab_size}), "
                          f"got {fields['vocab_size']}")
     return TitansConfig.from_preset(cfg.model.preset, variant=cfg.model.variant, **fields)
+
+
+def prepare_job_data(cfg: JobConfig, progress: bool = True) -> Path:
+    """Tokenize the job's corpus into its data folder (once: later calls return at once); the folder."""
+    tokenizer = get_tokenizer(cfg.data.tokenizer, cfg.data.tokenizer_cache)
+    return prepare_dataset(cfg.resolved_data_dir(), cfg.data.corpus, tokenizer.name, corpus_path=cfg.data.corpus_path,
+                           val_fraction=cfg.data.val_fraction, seed=cfg.data.split_seed, progress=progress)
 
 
 def detach_state(state: Any) -> Any:
@@ -88,23 +96,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _weights_to_save(model: nn.Module, config: TitansConfig) -> dict[str, torch.Tensor]:
-    weights = full_model_state(model)
-    if config.tie_word_embeddings:
-        weights.pop("lm_head.weight", None)  # the embedding, stored once
-    return weights
-
-
-def _load_weights(model: TitansForCausalLM, weights: dict[str, torch.Tensor], source: Path) -> None:
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    allowed = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
-    if set(missing) - allowed or unexpected:
-        raise ValueError(f"checkpoint {str(source)!r} does not fit this model: missing {sorted(set(missing) - allowed)}, "
-                         f"unexpected {sorted(unexpected)}")
-    if model.config.tie_word_embeddings:
-        model.tie_weights()
 
 
 def _gather_states(cache: TitansCache | None, info: DistInfo) -> list[Any] | None:
@@ -145,9 +136,7 @@ class _Run:
         data_dir = cfg.resolved_data_dir()
         if info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            tokenizer = get_tokenizer(cfg.data.tokenizer, cfg.data.tokenizer_cache)
-            prepare_dataset(data_dir, cfg.data.corpus, tokenizer.name, corpus_path=cfg.data.corpus_path,
-                            val_fraction=cfg.data.val_fraction, seed=cfg.data.split_seed, progress=cfg.log.progress)
+            prepare_job_data(cfg, progress=cfg.log.progress)
         if info.distributed:
             dist.barrier()
         self.data = TokenDataset(data_dir)
@@ -197,7 +186,7 @@ def _train(cfg: JobConfig, info: DistInfo, resume: bool | str | Path, stop_at: i
         else:
             checkpoint = load_checkpoint(path)
             _check_same_model(checkpoint["model_config"], run.model_config, path)
-            _load_weights(model, checkpoint["weights"], path)
+            load_weights(model, checkpoint["weights"], path)
             start_step = checkpoint["step"]
             _log(info, f"resuming from {path} at step {start_step}")
     elif list_checkpoints(run.ckpt_dir):
@@ -232,7 +221,7 @@ def _train(cfg: JobConfig, info: DistInfo, resume: bool | str | Path, stop_at: i
                         shard=shard_eval, autocast_dtype=run.autocast)
 
     def save(step: int) -> None:
-        weights = _weights_to_save(wrapped, run.model_config)
+        weights = weights_to_save(wrapped, run.model_config)
         optim_state = full_optimizer_state(wrapped, optimizer)
         states = _gather_states(cache, info) if cfg.run.tbptt else None
         if info.is_main:
