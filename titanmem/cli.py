@@ -1,4 +1,4 @@
-"""Command line: ``titanmem demo|train|prepare|export|recall``.
+"""Command line: ``titanmem demo|train|prepare|export|forecast|eval|bench|recall``.
 
 ``train`` and ``prepare`` take a TOML job config (``--config``) and ``--section.key=value``
 overrides, e.g. ``titanmem train --config configs/tiny/mac.toml --optim.lr=3e-4 --schedule.steps=200``.
@@ -7,8 +7,44 @@ overrides, e.g. ``titanmem train --config configs/tiny/mac.toml --optim.lr=3e-4 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+
+# Commands that live in their own modules: name -> (help, module, add-arguments function, run function).
+_COMMANDS = {
+    "forecast": ("train and test forecasters (memory, attention, DLinear) on ETT files",
+                 "titanmem.train.forecast_cli", "add_forecast_arguments", "run_forecast_command"),
+}
+_GROUPS = {
+    "eval": ("evaluate models: long-context tasks, long-document perplexity, lm-eval, comparisons", {
+        "niah": ("needle-in-a-haystack (RULER S-NIAH: pass key, number, word, UUID) by length and depth",
+                 "titanmem.eval.task_cli", "add_niah_arguments", "run_niah"),
+        "mqar": ("multi-query associative recall accuracy by length",
+                 "titanmem.eval.task_cli", "add_mqar_arguments", "run_mqar"),
+        "babilong": ("BABILong-style reasoning (bAbI qa1-qa5 facts in book text) by length",
+                     "titanmem.eval.task_cli", "add_babilong_arguments", "run_babilong"),
+        "train-task": ("train a tiny model on a synthetic task and test it at 1x-16x the training length",
+                       "titanmem.eval.task_cli", "add_train_task_arguments", "run_train_task"),
+        "ppl": ("bits per byte of whole documents, streamed with the cache, by position",
+                "titanmem.eval.perplexity", "add_ppl_arguments", "run_ppl"),
+        "lm-eval": ("lm-evaluation-harness tasks, offline (pip install 'titanmem[eval]')",
+                    "titanmem.eval.lm_eval.cli", "add_lm_eval_arguments", "run_lm_eval"),
+        "compare": ("several models on the same tasks: a markdown table and plots",
+                    "titanmem.eval.compare", "add_compare_arguments", "run_compare"),
+    }),
+    "bench": ("benchmarks that ship with the package", {
+        "stream": ("push millions of tokens through a model in pieces; tokens/s and resident memory",
+                   "titanmem.bench.stream", "add_stream_arguments", "run_stream"),
+    }),
+}
+
+
+def _add_group(sub, group: str | None, commands: dict) -> None:
+    for name, (help_text, module, add, run) in commands.items():
+        parser = sub.add_parser(name, help=help_text)
+        getattr(importlib.import_module(module), add)(parser)
+        parser.set_defaults(run=f"{module}:{run}")
 
 
 def _split_overrides(parser: argparse.ArgumentParser, extra: list[str]) -> list[str]:
@@ -39,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write a checkpoint as a Hugging Face folder")
     export.add_argument("checkpoint", help="a checkpoint folder (<out_dir>/checkpoints/step_XXXXXXXX)")
     export.add_argument("out", help="folder to write (loads with AutoModelForCausalLM.from_pretrained)")
+    _add_group(sub, None, _COMMANDS)
+    for group, (help_text, commands) in _GROUPS.items():
+        _add_group(sub.add_parser(group, help=help_text).add_subparsers(dest=f"{group}_command", required=True),
+                   group, commands)
     recall = sub.add_parser("recall", help="memorise key->value pairs with the bare neural memory and read them back")
     recall.add_argument("--seed", type=int, default=0)
     return parser
@@ -48,8 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``titanmem`` command."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("train", "prepare"):
+    takes_overrides = args.command in ("train", "prepare") or getattr(args, "eval_command", None) == "train-task"
+    if extra and not takes_overrides:
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    args.overrides = _split_overrides(parser, extra)
     if args.command == "demo":
         from .demo import run_demo
 
@@ -58,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .train.config import load_config
 
         try:
-            cfg = load_config(args.config, _split_overrides(parser, extra))
+            cfg = load_config(args.config, args.overrides)
         except ValueError as err:
             print(f"titanmem {args.command}: {err}", file=sys.stderr)
             return 2
@@ -74,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .train.export import export_pretrained
 
         print(f"wrote {export_pretrained(args.checkpoint, args.out)}")
+    elif getattr(args, "run", None):
+        module, _, function = args.run.partition(":")
+        return getattr(importlib.import_module(module), function)(args)
     elif args.command == "recall":
         from .recall import run_recall
 

@@ -154,3 +154,12 @@ def test_state_of_another_batch_size_is_rejected():
     _, state = layer(x)
     with pytest.raises(ValueError, match=r"state is for batch size 2, x has 1"):
         layer(x[:1], state)
+
+
+def test_state_does_not_keep_the_whole_piece_alive():
+    # The carried pending tokens and conv tail must be copies: views would pin every projection of
+    # the last piece in memory for as long as the state lives.
+    layer = NeuralMemory(32, 2, chunk_size=16)
+    _, state = layer(torch.randn(2, 1000, 32))
+    for t in (*state.pending, state.conv_tail):
+        assert t.untyped_storage().nbytes() == t.numel() * t.element_size(), t.shape

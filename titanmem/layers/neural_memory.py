@@ -169,5 +169,6 @@ class NeuralMemory(nn.Module):
         y = torch.cat(ys, dim=1)[:, replay:]
         gate = torch.sigmoid(self.out_gate(x))
         out = self.o_proj(rearrange(self.out_norm(y.to(x.dtype)), "b t h d -> b t (h d)") * gate)
-        pending = tuple(t[:, full:] for t in seq)
+        # Copies, not views: a view would keep the whole piece's projections alive with the state.
+        pending = tuple(t[:, full:].clone() for t in seq)
         return out, NeuralMemoryState(memory, pending, tail, state.offset + length)

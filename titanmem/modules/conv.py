@@ -68,7 +68,7 @@ class CausalDepthwiseConv1d(nn.Module):
             y = y + padded[:, j : j + T] * self.weight[:, j]
         if self.bias is not None:
             y = y + self.bias
-        return y, padded[:, T:]
+        return y, padded[:, T:].clone()  # a copy: a view would keep the whole piece alive in the state
 
     def step(self, x: torch.Tensor, tail: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One token: ``x [B, C] -> (y [B, C], new_tail [B, K-1, C])``; same numbers as ``forward``."""

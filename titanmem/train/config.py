@@ -267,14 +267,16 @@ def config_from_dict(raw: Mapping[str, Any]) -> JobConfig:
     return cfg
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def merge_tables(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over``'s keys replacing its own, nested tables merged key by key."""
     out = dict(base)
     for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+        out[key] = merge_tables(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
     return out
 
 
-def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A TOML file as a dict, merged over the file its ``base`` key names (relative to it), recursively."""
     path = path.resolve()
     if path in seen:
         raise ValueError(f"base: config files include each other in a loop: {' -> '.join(map(str, seen + (path,)))}")
@@ -289,7 +291,7 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         return raw
     if not isinstance(base, str):
         raise ValueError(f"base must be a path string, got {base!r}")
-    return _merge(_read_toml(path.parent / base, seen + (path,)), raw)
+    return merge_tables(read_toml(path.parent / base, seen + (path,)), raw)
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -316,5 +318,5 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> JobConfig:
     """The job of TOML file ``path`` (defaults only if None) with ``--section.key=value`` ``overrides``."""
-    raw = _read_toml(Path(path)) if path is not None else {}
-    return config_from_dict(_merge(raw, parse_overrides(overrides)))
+    raw = read_toml(Path(path)) if path is not None else {}
+    return config_from_dict(merge_tables(raw, parse_overrides(overrides)))

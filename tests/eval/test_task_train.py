@@ -1,0 +1,176 @@
+"""Task training: configs, answer-only labels, the CI pass-key run of a tiny MAC, and the CLI functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from titanmem.eval import task_cli
+from titanmem.eval.loading import load_model
+from titanmem.eval.scoring import ModelAnswerer, evaluate_task
+from titanmem.eval.task_train import load_task_job, make_batch, run_task_job, task_job_from_dict, train_on_task
+from titanmem.eval.tasks import make_task
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "tasks"
+# A 2-block width-32 model and a 3-step budget: the code paths of a task job in about a second.
+SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+         "segment_size": 16, "chunk_size": 16, "window": 16, "n_persistent": 2}
+
+
+@pytest.mark.parametrize("variant", ["lmm", "mac", "mag", "mal", "swa", "transformer"])
+def test_every_task_config_loads_and_overrides_apply(variant):
+    job = load_task_job(CONFIGS / f"{variant}.toml", ["--train.steps=7", "--task.digits=3", "--model.hidden_size=32"])
+    assert job.model.variant == variant and job.train.steps == 7 and job.train.length == 255
+    assert job.task.params["digits"] == 3 and job.model.fields["hidden_size"] == 32
+    assert job.to_dict()["task"] == {"name": "passkey", "tokenizer": "byte", "digits": 3}
+
+
+@pytest.mark.parametrize("raw,match", [
+    ({"train": {"stepz": 3}}, "unknown config key train.stepz"),
+    ({"train": {"steps": "many"}}, "train.steps must be of type int"),
+    ({"train": {"steps": 0}}, "train.steps must be >= 1"),
+    ({"train": {"loss_on": "everything"}}, "train.loss_on"),
+    ({"eval": {"multipliers": [1, 0]}}, "eval.multipliers"),
+    ({"eval": {"depths": [150]}}, "eval.depths"),
+    ({"task": {"name": "sudoku"}}, "task must be one of"),
+    ({"task": {"digits": 0}}, "digits must be"),
+    ({"model": {"variant": "rnn"}}, "variant must be one of"),
+    ({"optimizer": {}}, "unknown config key optimizer"),
+])
+def test_bad_task_configs_name_the_key(raw, match):
+    with pytest.raises(ValueError, match=match):
+        task_job_from_dict(raw)
+
+
+def test_labels_cover_only_the_answer_or_every_mqar_answer():
+    tok = make_task("passkey").tokenizer
+    examples = make_task("passkey", digits=3).examples(3, 100, "train")
+    ids, labels = make_batch(examples, tok)
+    assert ids.shape == labels.shape == (3, 104)
+    for row, lab, ex in zip(ids, labels, examples):
+        assert bytes(row.tolist()).decode() == ex.text
+        assert bytes(lab[lab != -100].tolist()).decode() == ex.answer
+    mqar = make_task("mqar", num_pairs=8, num_queries=4).examples(2, 120, "train") + \
+        make_task("mqar", num_pairs=8, num_queries=4).examples(1, 100, "train")
+    ids, labels = make_batch(mqar, tok, loss_on="all_answers")
+    assert ids.shape[1] == 123 and (ids[2, 103:] == 0).all() and (labels[2, 103:] == -100).all()
+    for lab, ex in zip(labels, mqar):
+        values = [ex.text[a:b] for a, b in ex.meta["answer_spans"]]
+        assert bytes(lab[lab != -100].tolist()).decode() == "".join(values) and len(values) == 4
+
+
+def test_ci_a_tiny_mac_learns_short_passkey_retrieval_well_above_chance():
+    """The issue's CI check: a 1-block MAC (113K parameters) learns 1-digit pass keys at 128 tokens.
+
+    The context (128 bytes) and the answer lie in one 256-token segment, so this checks the task
+    pipeline (generator, answer-only loss, greedy exact-match scoring on unseen test examples) and
+    MAC's attention path; carrying a needle across segments through the memory is what the longer
+    ``configs/tasks`` jobs measure. Chance is 10%; measured 96-100% over seeds 0-2 after 80 steps
+    (about 20 s on one CPU thread).
+    """
+    job = task_job_from_dict({
+        "model": {"variant": "mac", "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
+                  "intermediate_size": 128, "segment_size": 256, "chunk_size": 256, "n_persistent": 4,
+                  "memory_depth": 1, "memory_expansion": 1, "initializer_range": 0.1},
+        "task": {"name": "passkey", "digits": 1},
+        "train": {"length": 128, "steps": 80, "batch_size": 16, "lr": 3e-3, "warmup_steps": 10, "seed": 0},
+    })
+    start = time.perf_counter()
+    model, history = train_on_task(job, log=None)
+    task = job.task.build()
+    rows, records = evaluate_task(task, ModelAnswerer(model), [128], [0, 25, 50, 75, 100], samples=10, batch_size=25)
+    accuracy = sum(r["correct"] for r in records) / len(records)
+    assert accuracy >= 0.5, (accuracy, rows, history[-1])
+    assert all(r["split"] == "test" for r in records)
+    assert time.perf_counter() - start < 240
+
+
+def _small_job(tmp_path: Path, *overrides: str):
+    fields = [f"--model.{k}={v}" for k, v in SMALL.items()]
+    return load_task_job(CONFIGS / "mac.toml", [*fields, f"--out_dir={tmp_path / 'job'}", "--train.length=100",
+                                                "--train.steps=3", "--train.batch_size=2", "--train.warmup_steps=1",
+                                                "--eval.multipliers=[1, 2]", "--eval.depths=[0.0, 100.0]",
+                                                "--eval.samples=2", *overrides])
+
+
+def test_a_task_job_trains_saves_scores_and_plots(tmp_path):
+    job = _small_job(tmp_path)
+    results = run_task_job(job, log=None)
+    out = Path(job.out_dir)
+    for name in ("results.json", "train_log.csv", "accuracy_vs_length.png", "heatmap.png", "model/config.json",
+                 "model/task_job.json"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "results.json").read_text())
+    cells = [(r["length"], r["depth"]) for r in saved["accuracy"]]
+    assert cells == [(100, 0.0), (100, 100.0), (200, 0.0), (200, 100.0)]
+    assert len(saved["records"]) == 8 and saved["parameters"] == results["parameters"]
+    assert len((out / "train_log.csv").read_text().splitlines()) == 4
+    model, tokenizer = load_model(out / "model", "cpu")
+    assert tokenizer.name == "byte" and not model.training
+
+
+def _args(add, argv):
+    parser = argparse.ArgumentParser()
+    add(parser)
+    return parser.parse_args(argv)
+
+
+def test_cli_functions_score_a_saved_model(tmp_path, capsys):
+    job = _small_job(tmp_path, "--eval.multipliers=[1]")
+    run_task_job(job, log=None)
+    model = str(Path(job.out_dir) / "model")
+    common = ["--model", model, "--samples", "2", "--device", "cpu"]
+    assert task_cli.run_niah(_args(task_cli.add_niah_arguments, [*common, "--tasks", "passkey", "--lengths", "120,200",
+                                                                  "--depths", "0,50", "--digits", "2",
+                                                                  "--out", str(tmp_path / "niah")])) == 0
+    niah = json.loads((tmp_path / "niah" / "results.json").read_text())
+    assert len(niah["tasks"]["passkey"]["accuracy"]) == 4 and (tmp_path / "niah" / "passkey_heatmap.png").is_file()
+    mqar = [*common, "--lengths", "150", "--num-pairs", "6", "--num-queries", "2", "--out", str(tmp_path / "mqar")]
+    assert task_cli.run_mqar(_args(task_cli.add_mqar_arguments, mqar)) == 0
+    assert task_cli.run_babilong(_args(task_cli.add_babilong_arguments, [*common, "--lengths", "300", "--qa", "qa1,qa4",
+                                                                          "--haystack", "generated",
+                                                                          "--out", str(tmp_path / "bab")])) == 0
+    bab = json.loads((tmp_path / "bab" / "results.json").read_text())
+    assert sorted(bab["tasks"]) == ["babilong_qa1", "babilong_qa4"]
+    assert (tmp_path / "bab" / "accuracy_vs_length.png").is_file()
+    assert task_cli.run_niah(_args(task_cli.add_niah_arguments, ["--model", str(tmp_path / "nothing")])) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_cli_train_task_takes_set_overrides(tmp_path):
+    fields = [f"model.{k}={v}" for k, v in SMALL.items()]
+    argv = ["--config", str(CONFIGS / "transformer.toml")]
+    for item in [*fields, f"out_dir='{tmp_path / 'tt'}'", "train.length=100", "train.steps=2", "train.batch_size=2",
+                 "train.warmup_steps=1", "eval.multipliers=[1]", "eval.samples=1", "eval.depths=[50.0]"]:
+        argv += ["--set", item]
+    assert task_cli.run_train_task(_args(task_cli.add_train_task_arguments, argv)) == 0
+    assert json.loads((tmp_path / "tt" / "results.json").read_text())["job"]["model"]["variant"] == "transformer"
+    assert task_cli.run_train_task(_args(task_cli.add_train_task_arguments, ["--set", "train.bogus=1"])) == 2
+
+
+def test_training_is_deterministic(tmp_path):
+    job = _small_job(tmp_path)
+    first, h1 = train_on_task(job, log=None)
+    second, h2 = train_on_task(job, log=None)
+    assert [h["loss"] for h in h1] == [h["loss"] for h in h2]
+    for a, b in zip(first.parameters(), second.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_compare_runners_report_accuracy_and_a_curve_by_length(tmp_path):
+    job = _small_job(tmp_path, "--eval.multipliers=[1]")
+    run_task_job(job, log=None)
+    model, tokenizer = load_model(Path(job.out_dir) / "model", "cpu")
+    niah = task_cli.niah_task(model, tokenizer, tasks="passkey", lengths="120,200", depths="0,100", samples=2, digits=1)
+    assert niah["examples"] == 8 and niah["accuracy_by_length"]["x"] == [120, 200]
+    assert niah["accuracy"] == niah["accuracy_passkey"] == sum(niah["accuracy_by_length"]["y"]) / 2
+    mqar = task_cli.mqar_task(model, tokenizer, lengths=150, samples=2, num_pairs=5, num_queries=2)
+    bab = task_cli.babilong_task(model, tokenizer, qa="qa1", lengths=[300], samples=2, haystack="generated")
+    assert mqar["examples"] == bab["examples"] == 2 and 0 <= mqar["accuracy"] <= 1
+    with pytest.raises(ValueError, match="lengths must be"):
+        task_cli.mqar_task(model, tokenizer, lengths="many")

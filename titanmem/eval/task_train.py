@@ -1,0 +1,302 @@
+"""Train a tiny model on a synthetic task at a short length, then score it at 1x-16x that length.
+
+A job is a TOML file (``configs/tasks/*.toml``; a ``base`` file may hold shared values) with sections
+
+- ``[model]``: ``preset``, ``variant`` and any :class:`~titanmem.models.TitansConfig` field;
+- ``[task]``: ``name`` (see :data:`~titanmem.eval.tasks.TASK_NAMES`), ``tokenizer`` and the task's
+  own parameters (``digits``, ``num_pairs``, ``qa``, ...);
+- ``[train]``: :class:`TrainSettings`; ``[eval]``: :class:`EvalSettings`;
+- top level ``name`` and ``out_dir``.
+
+The loss is the cross-entropy of the answer tokens only (labels ``-100`` elsewhere); for ``mqar``
+``train.loss_on = "all_answers"`` also scores every in-context query answer (Zoology's setting).
+Outputs under ``out_dir``: ``model/`` (``save_pretrained``, with ``task_job.json``), ``train_log.csv``,
+``results.json``, ``accuracy_vs_length.png`` and, for needle tasks, ``heatmap.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.tokenizers import Tokenizer
+from ..train.config import merge_tables, parse_overrides, read_toml
+from .tasks import Example, Task, make_task
+
+__all__ = [
+    "EvalSettings", "ModelSettings", "TaskJob", "TaskSettings", "TrainSettings", "build_model", "load_task_job",
+    "make_batch", "run_task_job", "task_job_from_dict", "train_on_task",
+]
+
+
+@dataclass
+class ModelSettings:
+    """A :class:`TitansConfig` preset and variant, and any other config fields (``fields``)."""
+
+    preset: str = "tiny"
+    variant: str = "mac"
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskSettings:
+    """The task's name, tokenizer spec and its own parameters (``params``)."""
+
+    name: str = "passkey"
+    tokenizer: str = "byte"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> Task:
+        return make_task(self.name, tokenizer=self.tokenizer, **self.params)
+
+
+@dataclass
+class TrainSettings:
+    """AdamW on freshly generated train-split examples of ``length`` tokens, ``batch_size`` per step.
+
+    ``lr`` warms up linearly over ``warmup_steps`` then decays by cosine to ``min_lr_ratio * lr``.
+    ``loss_on``: ``"answer"`` or ``"all_answers"`` (every span in ``meta["answer_spans"]``, MQAR).
+    ``threads``: torch intra-op threads (0 keeps torch's setting).
+    """
+
+    length: int = 256
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    loss_on: str = "answer"
+    device: str = "cpu"
+    threads: int = 0
+    log_every: int = 25
+
+
+@dataclass
+class EvalSettings:
+    """Scoring at ``multipliers`` x the training length, ``samples`` test examples per (length, depth)."""
+
+    multipliers: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    depths: list[float] = field(default_factory=lambda: [0.0, 25.0, 50.0, 75.0, 100.0])
+    samples: int = 20
+    batch_size: int = 8
+    seed: int = 0
+
+
+@dataclass
+class TaskJob:
+    """A whole task-training job."""
+
+    name: str = "task"
+    out_dir: str = "runs/task"
+    model: ModelSettings = field(default_factory=ModelSettings)
+    task: TaskSettings = field(default_factory=TaskSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["model"] = {"preset": self.model.preset, "variant": self.model.variant, **self.model.fields}
+        out["task"] = {"name": self.task.name, "tokenizer": self.task.tokenizer, **self.task.params}
+        return out
+
+
+def _type_ok(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def _typed(section: str, cls: type, table: Mapping[str, Any]) -> Any:
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{section} must be a table of keys, got {table!r}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ValueError(f"unknown config key {section}.{key}; {section} accepts {sorted(known)}")
+        f = known[key]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if not _type_ok(value, default):
+            raise ValueError(f"{section}.{key} must be of type {type(default).__name__}, got {value!r}")
+        kwargs[key] = float(value) if isinstance(default, float) else value
+    return cls(**kwargs)
+
+
+def task_job_from_dict(raw: Mapping[str, Any]) -> TaskJob:
+    """Build and check a :class:`TaskJob` from a nested dict (a parsed TOML file); ``ValueError`` names the key."""
+    raw = {k: v for k, v in raw.items() if k != "base"}
+    unknown = set(raw) - {"name", "out_dir", "model", "task", "train", "eval"}
+    if unknown:
+        raise ValueError(f"unknown config key {sorted(unknown)[0]}; a task job has name, out_dir, base, "
+                         "[model], [task], [train], [eval]")
+    for key in ("model", "task", "train", "eval"):
+        if not isinstance(raw.get(key, {}), Mapping):
+            raise ValueError(f"{key} must be a table of keys, got {raw[key]!r}")
+    for key in ("name", "out_dir"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key]):
+            raise ValueError(f"{key} must be a non-empty string, got {raw[key]!r}")
+    model = dict(raw.get("model", {}))
+    task = dict(raw.get("task", {}))
+    job = TaskJob(
+        name=str(raw.get("name", "task")), out_dir=str(raw.get("out_dir", f"runs/{raw.get('name', 'task')}")),
+        model=ModelSettings(model.pop("preset", "tiny"), model.pop("variant", "mac"), model),
+        task=TaskSettings(task.pop("name", "passkey"), task.pop("tokenizer", "byte"), task),
+        train=_typed("train", TrainSettings, raw.get("train", {})),
+        eval=_typed("eval", EvalSettings, raw.get("eval", {})),
+    )
+    t, e = job.train, job.eval
+    for key, value, low in (("train.length", t.length, 1), ("train.steps", t.steps, 1),
+                            ("train.batch_size", t.batch_size, 1), ("train.warmup_steps", t.warmup_steps, 0),
+                            ("train.log_every", t.log_every, 1), ("train.threads", t.threads, 0),
+                            ("eval.samples", e.samples, 1), ("eval.batch_size", e.batch_size, 1)):
+        if value < low:
+            raise ValueError(f"{key} must be >= {low}, got {value!r}")
+    if not t.lr > 0 or t.grad_clip < 0 or not 0 <= t.min_lr_ratio <= 1 or t.weight_decay < 0:
+        raise ValueError(f"train.lr must be > 0, train.grad_clip and train.weight_decay >= 0, train.min_lr_ratio in "
+                         f"[0, 1]; got {t.lr}, {t.grad_clip}, {t.weight_decay}, {t.min_lr_ratio}")
+    if t.loss_on not in ("answer", "all_answers"):
+        raise ValueError(f"train.loss_on must be 'answer' or 'all_answers', got {t.loss_on!r}")
+    if not all(isinstance(m, int) and m >= 1 for m in e.multipliers) or not e.multipliers:
+        raise ValueError(f"eval.multipliers must be a non-empty list of ints >= 1, got {e.multipliers!r}")
+    if not all(isinstance(d, (int, float)) and 0 <= d <= 100 for d in e.depths):
+        raise ValueError(f"eval.depths must be numbers in [0, 100], got {e.depths!r}")
+    try:
+        build_model(job, job.task.build().tokenizer, meta=True)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"invalid [model] or [task] section: {err}") from err
+    return job
+
+
+def load_task_job(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TaskJob:
+    """The job of TOML file ``path`` (defaults if None) with ``--section.key=value`` ``overrides``."""
+    raw = read_toml(Path(path)) if path is not None else {}
+    return task_job_from_dict(merge_tables(raw, parse_overrides(overrides)))
+
+
+def build_model(job: TaskJob, tokenizer: Tokenizer, meta: bool = False) -> torch.nn.Module:
+    """The job's :class:`TitansForCausalLM` (on the meta device with ``meta=True``: only checks the config)."""
+    from ..models import TitansConfig, TitansForCausalLM
+
+    fields = {"vocab_size": tokenizer.vocab_size, **job.model.fields}
+    config = TitansConfig.from_preset(job.model.preset, variant=job.model.variant, **fields)
+    if meta:
+        with torch.device("meta"):
+            return TitansForCausalLM(config)
+    return TitansForCausalLM(config)
+
+
+def make_batch(examples: Sequence[Example], tokenizer: Tokenizer, loss_on: str = "answer"
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, labels)``, both ``[B, T]``: each example's text, right-padded with token 0.
+
+    Labels are the answer tokens (``loss_on="answer"``) or every ``meta["answer_spans"]`` span
+    (``"all_answers"``) and ``-100`` elsewhere, padding included; right padding cannot change the
+    earlier positions of a causal model.
+    """
+    rows, labels = [], []
+    for ex in examples:
+        spans = list(ex.meta.get("answer_spans", [])) if loss_on == "all_answers" else []
+        spans = spans or [(len(ex.context), len(ex.text))]
+        ids, lab, cursor = [], [], 0
+        for start, end in spans:
+            piece, ans = tokenizer.encode(ex.text[cursor:start]), tokenizer.encode(ex.text[start:end])
+            ids += piece + ans
+            lab += [-100] * len(piece) + ans
+            cursor = end
+        rows.append(ids)
+        labels.append(lab)
+    width = max(map(len, rows))
+    ids_t = torch.tensor([r + [0] * (width - len(r)) for r in rows], dtype=torch.long)
+    lab_t = torch.tensor([r + [-100] * (width - len(r)) for r in labels], dtype=torch.long)
+    return ids_t, lab_t
+
+
+def _lr_at(step: int, t: TrainSettings) -> float:
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def train_on_task(job: TaskJob, log: Callable[[str], None] | None = print
+                  ) -> tuple[torch.nn.Module, list[dict[str, float]]]:
+    """Train the job's model on its task; returns the model (eval mode) and the loss log rows."""
+    t = job.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    task = job.task.build()
+    torch.manual_seed(t.seed)
+    model = build_model(job, task.tokenizer).to(t.device)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay}, {"params": other, "weight_decay": 0.0}],
+                            lr=t.lr, betas=(0.9, 0.95))
+    history, start = [], time.perf_counter()
+    for step in range(t.steps):
+        examples = task.examples(t.batch_size, t.length, "train", t.seed, start=step * t.batch_size)
+        ids, labels = make_batch(examples, task.tokenizer, t.loss_on)
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, t)
+        loss = model(ids.to(t.device), labels=labels.to(t.device), use_cache=False).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step + 1}: lower train.lr or model.max_lr "
+                                     "(the memory's inner learning rate), or raise train.warmup_steps")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        opt.step()
+        history.append({"step": step + 1, "loss": loss.item(), "lr": _lr_at(step, t),
+                        "elapsed_s": time.perf_counter() - start})
+        if log is not None and ((step + 1) % t.log_every == 0 or step + 1 == t.steps):
+            log(f"step {step + 1}/{t.steps}  loss {loss.item():.4f}  {history[-1]['elapsed_s']:.0f}s")
+    model.eval()
+    return model, history
+
+
+def run_task_job(job: TaskJob, log: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """Train, save, score at every multiple of the training length, write results and plots; returns results."""
+    from .scoring import ModelAnswerer, evaluate_task, plot_accuracy_vs_length, plot_heatmap, write_json
+
+    out = Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, history = train_on_task(job, log)
+    task = job.task.build()
+    model.save_pretrained(out / "model")
+    write_json(out / "model" / "task_job.json", job.to_dict())
+    # What titanmem.eval.loading reads to find the tokenizer of an exported model.
+    write_json(out / "model" / "training_job.json",
+               {"data": {"tokenizer": job.task.tokenizer}, "task_job": job.to_dict()})
+    (out / "train_log.csv").write_text("step,loss,lr,elapsed_s\n" + "".join(
+        f"{h['step']},{h['loss']:.6f},{h['lr']:.6g},{h['elapsed_s']:.3f}\n" for h in history))
+    lengths = [job.train.length * m for m in job.eval.multipliers]
+    start = time.perf_counter()
+    rows, records = evaluate_task(task, ModelAnswerer(model, task.tokenizer), lengths, job.eval.depths,
+                                  job.eval.samples, job.eval.seed, "test", job.eval.batch_size)
+    results = {"job": job.to_dict(), "task": task.params() | {"name": task.name},
+               "parameters": sum(p.numel() for p in model.parameters()),
+               "train_seconds": history[-1]["elapsed_s"], "final_loss": history[-1]["loss"],
+               "eval_seconds": time.perf_counter() - start, "accuracy": rows, "records": records}
+    write_json(out / "results.json", results)
+    title = f"{job.model.variant} on {task.name} (trained at {job.train.length} tokens)"
+    plot_accuracy_vs_length(rows, out / "accuracy_vs_length.png", title)
+    if task.uses_depth:
+        plot_heatmap(rows, out / "heatmap.png", title)
+    if log is not None:
+        for r in rows:
+            log(f"length {r['length']:>6}  depth {r['depth'] if r['depth'] is not None else '-':>5}  "
+                f"accuracy {r['accuracy']:.2f} ({r['correct']}/{r['n']})")
+    return results
