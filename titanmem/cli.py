@@ -1,7 +1,7 @@
 """Command line: ``titanmem demo|train|prepare|export|forecast|eval|bench|recall``.
 
-``train`` and ``prepare`` take a TOML job config (``--config``) and ``--section.key=value``
-overrides, e.g. ``titanmem train --config configs/tiny/mac.toml --optim.lr=3e-4 --schedule.steps=200``.
+``train``, ``prepare`` and ``eval train-task`` take a TOML job config (``--config``) and
+``--section.key=value`` overrides, e.g. ``titanmem train --config configs/tiny/mac.toml --optim.lr=3e-4 --schedule.steps=200``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ _GROUPS = {
 }
 
 
-def _add_group(sub, group: str | None, commands: dict) -> None:
+def _add_commands(sub, commands: dict) -> None:
     for name, (help_text, module, add, run) in commands.items():
         parser = sub.add_parser(name, help=help_text)
         getattr(importlib.import_module(module), add)(parser)
@@ -75,10 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write a checkpoint as a Hugging Face folder")
     export.add_argument("checkpoint", help="a checkpoint folder (<out_dir>/checkpoints/step_XXXXXXXX)")
     export.add_argument("out", help="folder to write (loads with AutoModelForCausalLM.from_pretrained)")
-    _add_group(sub, None, _COMMANDS)
+    _add_commands(sub, _COMMANDS)
     for group, (help_text, commands) in _GROUPS.items():
-        _add_group(sub.add_parser(group, help=help_text).add_subparsers(dest=f"{group}_command", required=True),
-                   group, commands)
+        _add_commands(sub.add_parser(group, help=help_text).add_subparsers(dest=f"{group}_command", required=True),
+                      commands)
     recall = sub.add_parser("recall", help="memorise key->value pairs with the bare neural memory and read them back")
     recall.add_argument("--seed", type=int, default=0)
     return parser

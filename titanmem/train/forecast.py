@@ -15,7 +15,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..data.timeseries import ETT_HOURLY_SPLITS, load_ett, make_splits, windows
 from ..models.forecasting import ForecasterConfig, build_forecaster
 
-__all__ = ["ForecastJob", "ForecastResult", "evaluate", "run_forecast"]
+__all__ = ["ForecastJob", "ForecastResult", "evaluate", "run_forecast", "save_result"]
 
 MODELS = ("memory", "attention", "dlinear", "last")
 
@@ -196,6 +196,3 @@ def save_result(result: ForecastResult, path: str | os.PathLike) -> None:
     tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     os.replace(tmp, path)
 
-
-def with_seed(job: ForecastJob, seed: int) -> ForecastJob:
-    return replace(job, seed=seed)
