@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import os
 import resource
@@ -75,26 +74,10 @@ def _summary(times: list[float]) -> dict[str, float]:
             "min_ms": min(ms), "p10_ms": _percentile(ms, 0.1), "p90_ms": _percentile(ms, 0.9), "max_ms": max(ms)}
 
 
-def _compact(obj: Any) -> Any:
-    """A copy of a block state whose tensors own exactly their elements (a state may hold views
-    into the whole last prefill piece; a deep copy would keep those storages)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.clone()
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.replace(obj, **{f.name: _compact(getattr(obj, f.name))
-                                           for f in dataclasses.fields(obj) if f.init})
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_compact(x) for x in obj)
-    if isinstance(obj, dict):
-        return {k: _compact(v) for k, v in obj.items()}
-    return obj
-
-
 def snapshot_cache(cache: Any) -> Any:
-    """An independent copy of a TitansCache to decode from, its states compacted."""
-    snap = copy.deepcopy(cache)
-    snap.states = {k: _compact(v) for k, v in cache.states.items()}
-    return snap
+    """An independent copy of a TitansCache to decode from (block states own their tensors, so a
+    deep copy holds the state only, not the last prefill piece)."""
+    return copy.deepcopy(cache)
 
 
 @torch.no_grad()
@@ -116,12 +99,8 @@ def titanmem_worker(cfg: dict[str, Any]) -> dict[str, Any]:
                         use_cache=True, logits_to_keep=1)
             cache, done = out.past_key_values, done + n
         elapsed = time.perf_counter() - start
-        # The live cache is compacted too: NeuralMemory's state holds views into the whole last piece
-        # (its pending tokens and conv tail), ~25 MiB per layer for 8K pieces, which would make the
-        # resident memory depend on the piece size rather than on the context.
         token = out.logits[:, -1:].argmax(-1)
-        del out  # it references the uncompacted cache
-        cache = snapshot_cache(cache)
+        del out
         snapshots[context] = (snapshot_cache(cache), token)
         release_free_memory()
         prefill[context] = {"prefill_s": elapsed, "prefill_tokens_per_s": context / elapsed,
@@ -243,8 +222,7 @@ def render(info: dict[str, Any], results: list[dict[str, Any]], args: argparse.N
              f"- titanmem: prefill through the cache in pieces of {args.prefill_piece} tokens (logits of the last "
              f"position only), deep copy of the cache at each context; then {args.steps} greedy single-token steps "
              f"per context after 2 warm-up steps, contexts interleaved {args.block} steps at a time. Resident = RSS "
-             "after the prefill once glibc's free pages are returned (malloc_trim), caches of all contexts alive "
-             "(states compacted: tensors cloned, so no view keeps a whole prefill piece alive).",
+             "after the prefill once glibc's free pages are returned (malloc_trim), caches of all contexts alive.",
              f"- titans-pytorch: {PEER_NOTE}", "",
              "| impl | variant | context | prefill s | prefill tok/s | ms/token median | mean | p10 | p90 "
              "| resident MiB |",

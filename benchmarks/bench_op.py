@@ -86,6 +86,24 @@ def profiled_peak_bytes(fn: Callable[[], None]) -> int:
     return peak
 
 
+def time_steps(step: Callable[[], None], iters: int, max_seconds: float) -> tuple[float, list[float]]:
+    """One warm-up call, then up to ``iters`` timed calls (fewer once ``max_seconds`` have passed).
+
+    Returns the warm-up's seconds and each timed call's seconds (at least one).
+    """
+    start = time.perf_counter()
+    step()
+    warmup = time.perf_counter() - start
+    times: list[float] = []
+    while len(times) < iters:
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > max_seconds:
+            break
+    return warmup, times
+
+
 def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     """Time one configuration in this (fresh) process and measure its memory."""
     torch.set_num_threads(cfg["threads"])
@@ -115,15 +133,7 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
         loss.backward()
 
     rss_before = current_rss_kib()
-    start = time.perf_counter()
-    step()  # warm-up
-    times: list[float] = []
-    while len(times) < cfg["iters"]:
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > cfg["max_seconds"]:
-            break
+    _, times = time_steps(step, cfg["iters"], cfg["max_seconds"])
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "iters": len(times),

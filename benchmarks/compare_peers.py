@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_op import current_rss_kib, machine_info  # noqa: E402
+from bench_op import current_rss_kib, machine_info, time_steps  # noqa: E402
 
 MiB = 2**20
 IMPLS = ("titanmem", "titanmem-chunkread", "titans-pytorch", "attention")
@@ -145,16 +145,7 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
 
     base = current_rss_kib()
     _watchdog(int(cfg["max_gib"] * 2**30), base)
-    start = time.perf_counter()
-    step()  # warm-up
-    warmup = time.perf_counter() - start
-    times: list[float] = []
-    while len(times) < cfg["iters"]:
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > cfg["max_seconds"]:
-            break
+    warmup, times = time_steps(step, cfg["iters"], cfg["max_seconds"])
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = {"iters": len(times), "warmup_s": warmup, "median_s": statistics.median(times),
            "min_s": min(times), "peak_rss_mib": peak_kib / 1024,

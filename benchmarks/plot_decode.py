@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +17,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from plot_throughput import save, stamp  # noqa: E402
 
 
 def plot_decode(data: dict, out: Path) -> None:
@@ -40,13 +44,9 @@ def plot_decode(data: dict, out: Path) -> None:
     ax.legend(fontsize=8)
     quick = ", quick run on a contended machine" if data.get("quick") else ""
     ax.set_title(f"Per-token decode latency vs context ({data.get('preset')} preset, batch 1{quick})", fontsize=10)
-    fig.text(0.5, 0.005, f"{m.get('cpu')}, {m.get('threads')} thread(s); torch {m.get('torch')}; titans-pytorch "
-             f"{m.get('titans_pytorch')}; git {m.get('git')}; {m.get('date', '')[:10]}", ha="center", fontsize=7)
+    fig.text(0.5, 0.005, stamp(m, f"; titans-pytorch {m.get('titans_pytorch')}"), ha="center", fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
-    print(f"wrote {out}")
+    save(fig, out)
 
 
 def main() -> None:

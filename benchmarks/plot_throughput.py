@@ -30,6 +30,14 @@ def stamp(machine: dict, extra: str = "") -> str:
             f"git {machine.get('git', '?')}; {machine.get('date', '')[:10]}{extra}")
 
 
+def save(fig, out: Path) -> None:
+    """Write ``fig`` to ``out`` (creating its folder) and close it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=130)
+    plt.close(fig)
+    print(f"wrote {out}")
+
+
 def plot_peers(data: dict, out: Path, models: dict | None) -> None:
     rows = [r for r in data["rows"] if "tokens_per_s" in r]
     sizes = sorted({r["size"] for r in data["rows"]})
@@ -77,10 +85,7 @@ def plot_peers(data: dict, out: Path, models: dict | None) -> None:
     fig.text(0.5, 0.945, stamp(data["machine"], f"; titans-pytorch {data['machine'].get('titans_pytorch')}"),
              ha="center", fontsize=7)
     fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(labels) > 4), 1, 0.93))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
-    print(f"wrote {out}")
+    save(fig, out)
 
 
 def main() -> None:

@@ -20,8 +20,28 @@ SMALL = dict(d_model=16, n_heads=2, n_layers=2, patch_len=8, stride=4, chunk_siz
 @pytest.mark.parametrize("model", ["memory", "attention", "dlinear", "last"])
 @pytest.mark.parametrize("horizon", [1, 24, 96])
 def test_output_shape_follows_horizon(model, horizon):
-    net = build_forecaster(model, ForecasterConfig(lookback=48, horizon=horizon, channels=3, **SMALL))
-    assert net(torch.randn(2, 48, 3)).shape == (2, horizon, 3)
+    torch.manual_seed(0)
+    net = build_forecaster(model, ForecasterConfig(lookback=48, horizon=horizon, channels=3, **SMALL)).eval()
+    x = torch.randn(2, 48, 3)
+    y = net(x)
+    assert y.shape == (2, horizon, 3)
+    assert torch.isfinite(y).all()
+    if model == "last":
+        torch.testing.assert_close(y, x[:, -1:].expand(-1, horizon, -1))
+    else:  # the forecast reads the window: another window gives another forecast
+        assert (net(x + torch.randn_like(x)) - y).abs().max() > 1e-6
+
+
+def test_revin_round_trip_restores_the_series():
+    from titanmem.models.forecasting import _RevIN
+
+    revin = _RevIN(3).double()
+    with torch.no_grad():
+        revin.weight.uniform_(0.5, 2.0)
+        revin.bias.uniform_(-1.0, 1.0)
+    x = torch.randn(4, 48, 3, dtype=torch.float64) * 5 + 2
+    z, stats = revin.normalize(x)
+    torch.testing.assert_close(revin.denormalize(z, stats), x, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("mixer", ["memory", "attention"])
@@ -80,6 +100,12 @@ def test_bad_config_and_input_name_the_argument():
         build_forecaster("arima", ForecasterConfig())
     with pytest.raises(ValueError, match="model must be one of"):
         ForecastJob(data="x.csv", model="arima")
+    with pytest.raises(ValueError, match="max_train_windows"):
+        ForecastJob(data="x.csv", max_train_windows=0)
+    with pytest.raises(TypeError, match="model_config"):
+        ForecastJob(data="x.csv", model_config=[("d_model", 8)])
+    with pytest.raises(ValueError, match="x must be 3-D"):
+        build_forecaster("last", ForecasterConfig(horizon=4))(torch.randn(96, 7))
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +160,10 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
         main(["forecast", "--data", str(ETTH1), "--model", "arima"])
     assert main(["forecast", "--data", str(tmp_path / "none.csv"), "--out", str(tmp_path)]) == 2
     assert "is not a file" in capsys.readouterr().err
+    assert main(["forecast", "--data", str(ETTH1), "--config", '{"width": 8}', "--out", str(tmp_path)]) == 2
+    assert "unknown field(s) ['width']" in capsys.readouterr().err
+    assert main(["forecast", "--data", str(ETTH1), "--config", '{"d_model": 0}', "--out", str(tmp_path)]) == 2
+    assert "d_model must be >= 1" in capsys.readouterr().err
 
 
 def test_saved_run_reloads_with_the_same_forecasts(slice_csv, tmp_path):

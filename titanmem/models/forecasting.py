@@ -198,6 +198,8 @@ class RepeatLast(nn.Module):
         self.horizon = check_int("horizon", horizon, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, L, C] -> [B, H, C]``."""
+        check_tensor("x", x, 3)
         return x[:, -1:].expand(-1, self.horizon, -1)
 
 

@@ -10,6 +10,7 @@ the best epoch's weights restored for the test. Test MSE/MAE are averaged over e
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -57,6 +58,11 @@ class ForecastJob:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.max_train_windows is not None and (isinstance(self.max_train_windows, bool) or not isinstance(
+                self.max_train_windows, int) or self.max_train_windows < 1):
+            raise ValueError(f"max_train_windows must be None or an int >= 1, got {self.max_train_windows!r}")
+        if not isinstance(self.model_config, dict):
+            raise TypeError(f"model_config must be a dict of forecaster fields, got {type(self.model_config).__name__}")
 
     @property
     def learning_rate(self) -> float:
@@ -64,6 +70,9 @@ class ForecastJob:
 
     def forecaster_config(self, channels: int) -> ForecasterConfig:
         fields = {**DEFAULT_CONFIG.get(self.model, {}), **self.model_config}
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(ForecasterConfig)})
+        if unknown:
+            raise ValueError(f"model_config has unknown field(s) {unknown}; see ForecasterConfig")
         return ForecasterConfig(lookback=self.lookback, horizon=self.horizon, channels=channels,
                                 mixer=self.model if self.model in ("memory", "attention") else "memory", **fields)
 
@@ -135,23 +144,27 @@ def run_forecast(job: ForecastJob, progress: bool = True) -> tuple[ForecastResul
     parameters = sum(p.numel() for p in model.parameters())
     start = time.perf_counter()
     history: list[dict] = []
-    best = (math.inf, 0, copy.deepcopy(model.state_dict()))
-    epochs_run = 0
     if parameters:
-        best, epochs_run = _fit(model, job, (train_x, train_y), (val_x, val_y), history, progress)
-        model.load_state_dict(best[2])
-    val_mse = best[0] if parameters else evaluate(model, val_x, val_y)[0]
+        (val_mse, best_epoch, weights), epochs_run = _fit(model, job, (train_x, train_y), (val_x, val_y), history,
+                                                          progress)
+        model.load_state_dict(weights)
+    else:  # the naive forecast: nothing to train
+        val_mse, best_epoch, epochs_run = evaluate(model, val_x, val_y)[0], 0, 0
     train_seconds = time.perf_counter() - start
     mse, mae = evaluate(model, test_x, test_y)
     if not (math.isfinite(mse) and math.isfinite(mae)):
         raise FloatingPointError(f"test metrics are not finite (mse {mse}, mae {mae}): the run diverged")
     result = ForecastResult(job=asdict(job), model_config=config.to_dict(), mse=mse, mae=mae, val_mse=val_mse,
-                            epochs_run=epochs_run, best_epoch=best[1], parameters=parameters,
+                            epochs_run=epochs_run, best_epoch=best_epoch, parameters=parameters,
                             train_seconds=train_seconds, test_windows=int(test_x.shape[0]), history=history)
     return result, model
 
 
-def _fit(model, job, train, val, history, progress):
+def _fit(
+    model: nn.Module, job: ForecastJob, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+    history: list[dict], progress: bool,
+) -> tuple[tuple[float, int, dict], int]:
+    """Train with early stopping; returns ``((best val MSE, its epoch, its weights), epochs run)``."""
     train_x, train_y = train
     optimizer = torch.optim.Adam(model.parameters(), lr=job.learning_rate)
     generator = torch.Generator().manual_seed(job.seed)

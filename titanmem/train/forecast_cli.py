@@ -61,6 +61,8 @@ def run_forecast_command(args: argparse.Namespace) -> int:
         job = ForecastJob(data=args.data[0], lookback=args.lookback, epochs=args.epochs, patience=args.patience,
                           batch_size=args.batch_size, lr=args.lr, max_train_windows=args.max_train_windows,
                           model_config=fields)
+        for model in args.model:  # unknown or bad forecaster fields fail here, before any training
+            replace(job, model=model).forecaster_config(channels=7)
         for path in args.data:
             if not Path(path).is_file():
                 raise ValueError(f"--data {path} is not a file (ETT CSVs: https://github.com/zhouhaoyi/ETDataset)")
