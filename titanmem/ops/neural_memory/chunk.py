@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .coefficients import ChunkCoefficients, chunk_coefficients
-from .mlp import activation_fn, activation_grad, mlp_forward
+from .mlp import activation_backward, activation_fn, mlp_forward
 from .state import MemoryState
 from .validation import validate_op_inputs
 
@@ -28,7 +28,7 @@ def _chunk_step(
 
     Returns the reads ``[B, H, n, Dv]`` and the weights and momentum after the chunk's last token.
     """
-    act, act_grad = activation_fn(activation), activation_grad(activation)
+    act, act_backward = activation_fn(activation), activation_backward(activation)
     depth = len(weights)
 
     # Forward on the keys at the chunk-start weights W_0, keeping each layer's input h_{l-1}.
@@ -45,7 +45,7 @@ def _chunk_step(
     delta = 2.0 * ((z + k if residual else z) - v)
     deltas = [delta]
     for i in range(depth - 2, -1, -1):
-        delta = (delta @ weights[i + 1].transpose(-1, -2)) * act_grad(pre[i])
+        delta = act_backward(delta @ weights[i + 1].transpose(-1, -2), pre[i])
         deltas.append(delta)
     deltas.reverse()
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ACTIVATIONS", "activation_fn", "activation_grad", "mlp_forward"]
+__all__ = ["ACTIVATIONS", "activation_backward", "activation_fn", "activation_grad", "mlp_forward"]
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -46,6 +46,33 @@ def activation_fn(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 def activation_grad(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """Its derivative, written as differentiable tensor ops (outer gradients flow through it)."""
     return ACTIVATIONS[name][1]
+
+
+def _gelu_backward(grad: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    # One fused kernel, and autograd differentiates it with its own fused second derivative
+    # (gelu_double_backward) instead of the dozen elementwise nodes of the written-out formula.
+    return torch.ops.aten.gelu_backward(grad, z)
+
+
+def _relu_backward(grad: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten.threshold_backward(grad, z, 0.0)
+
+
+def _silu_backward(grad: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    # aten.silu_backward has no derivative of its own, so the written-out form stays differentiable.
+    return grad * _silu_grad(z)
+
+
+_BACKWARDS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "gelu": _gelu_backward,
+    "silu": _silu_backward,
+    "relu": _relu_backward,
+}
+
+
+def activation_backward(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``(grad, z) -> grad * act'(z)``, differentiable twice (outer gradients flow through it)."""
+    return _BACKWARDS[name]
 
 
 def mlp_forward(
