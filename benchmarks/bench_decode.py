@@ -74,6 +74,15 @@ def _summary(times: list[float]) -> dict[str, float]:
             "min_ms": min(ms), "p10_ms": _percentile(ms, 0.1), "p90_ms": _percentile(ms, 0.9), "max_ms": max(ms)}
 
 
+def device_setup(cfg: dict[str, Any]) -> tuple[torch.device, Any, Callable[[], None]]:
+    """The worker's device, its autocast context (bf16 when asked; the memory state stays float32),
+    and a synchronisation to call before reading the clock (a no-op on CPU)."""
+    device = torch.device(cfg.get("device", "cpu"))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(cfg.get("bf16")))
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    return device, autocast, sync
+
+
 def snapshot_cache(cache: Any) -> Any:
     """An independent copy of a TitansCache to decode from (block states own their tensors, so a
     deep copy holds the state only, not the last prefill piece)."""
@@ -86,7 +95,8 @@ def titanmem_worker(cfg: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(0)
-    model = TitansForCausalLM(TitansConfig.from_preset(cfg["preset"], variant=cfg["variant"])).eval()
+    device, autocast, sync = device_setup(cfg)
+    model = TitansForCausalLM(TitansConfig.from_preset(cfg["preset"], variant=cfg["variant"])).eval().to(device)
     vocab = model.config.vocab_size
     gen = torch.Generator().manual_seed(0)
     _watchdog(int(cfg["max_gib"] * 2**30), current_rss_kib())
@@ -95,9 +105,11 @@ def titanmem_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     for context in sorted(set(cfg["contexts"])):
         while done < context:
             n = min(cfg["prefill_piece"], context - done)
-            out = model(input_ids=torch.randint(0, vocab, (1, n), generator=gen), past_key_values=cache,
-                        use_cache=True, logits_to_keep=1)
+            with autocast:
+                out = model(input_ids=torch.randint(0, vocab, (1, n), generator=gen).to(device),
+                            past_key_values=cache, use_cache=True, logits_to_keep=1)
             cache, done = out.past_key_values, done + n
+        sync()
         elapsed = time.perf_counter() - start
         token = out.logits[:, -1:].argmax(-1)
         del out
@@ -109,8 +121,11 @@ def titanmem_worker(cfg: dict[str, Any]) -> dict[str, Any]:
 
     def step(state):
         cache, token = state
-        out = model(input_ids=token, past_key_values=cache, use_cache=True)
-        return out.past_key_values, out.logits[:, -1:].argmax(-1)
+        with autocast:
+            out = model(input_ids=token, past_key_values=cache, use_cache=True)
+        token = out.logits[:, -1:].argmax(-1)
+        sync()
+        return out.past_key_values, token
 
     times = time_interleaved(snapshots, step, cfg["steps"], cfg["block"])
     rows = [{"context": c, **prefill[c], **_summary(times[c])} for c in sorted(times)]
@@ -140,7 +155,8 @@ PEER_NOTE = ("titans-pytorch 0.5.5 MemoryAsContextTransformer(num_tokens=256, di
 def peer_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(0)
-    model = peer_model().eval()
+    device, autocast, sync = device_setup(cfg)
+    model = peer_model().eval().to(device)
     gen = torch.Generator().manual_seed(0)
     _watchdog(int(cfg["max_gib"] * 2**30), current_rss_kib())
     total = max(cfg["contexts"]) + cfg["steps"] + 4 * cfg["block"] + 8
@@ -149,10 +165,12 @@ def peer_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     factorized = model.axial_pos_emb(axial_dims, return_factorized=True)
     snapshots, prefill = {}, {}
     for context in sorted(set(cfg["contexts"])):
-        prompt = torch.randint(0, 256, (1, context), generator=gen)
+        prompt = torch.randint(0, 256, (1, context), generator=gen).to(device)
         t0 = time.perf_counter()
-        logits, cache = model(prompt, disable_flex_attn=True, cache=None, return_cache=True,
-                              factorized_pos_emb=factorized)
+        with autocast:
+            logits, cache = model(prompt, disable_flex_attn=True, cache=None, return_cache=True,
+                                  factorized_pos_emb=factorized)
+        sync()
         elapsed = time.perf_counter() - t0
         prefill[context] = {"prefill_s": elapsed, "prefill_tokens_per_s": context / elapsed,
                             "rss_mib": current_rss_kib() / 1024}
@@ -164,9 +182,12 @@ def peer_worker(cfg: dict[str, Any]) -> dict[str, Any]:
 
     def step(state):
         out, cache = state
-        logits, cache = model(out, disable_flex_attn=True, cache=cache, return_cache=True,
-                              factorized_pos_emb=factorized)
-        return torch.cat((out, logits[:, -1:].argmax(-1)), dim=-1), cache
+        with autocast:
+            logits, cache = model(out, disable_flex_attn=True, cache=cache, return_cache=True,
+                                  factorized_pos_emb=factorized)
+        out = torch.cat((out, logits[:, -1:].argmax(-1)), dim=-1)
+        sync()
+        return out, cache
 
     times = time_interleaved(snapshots, step, cfg["steps"], cfg["block"])
     rows = [{"context": c, **prefill[c], **_summary(times[c])} for c in sorted(times)]
@@ -218,7 +239,8 @@ def targets(results: list[dict[str, Any]]) -> list[str]:
 def render(info: dict[str, Any], results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [f"# Decode latency vs context ({args.preset} preset, batch 1, CPU{', quick' if args.quick else ''})", "",
              f"- machine: {info['cpu']}, {info['cores']} cores, {info['threads']} thread(s); torch {info['torch']}; "
-             f"titans-pytorch {info.get('titans_pytorch') or 'n/a'}; git {info['git']}; {info['date']}",
+             f"titans-pytorch {info.get('titans_pytorch') or 'n/a'}; git {info['git']}; {info['date']}; "
+             f"device {args.device}{', bf16 autocast' if args.bf16 else ''}",
              f"- titanmem: prefill through the cache in pieces of {args.prefill_piece} tokens (logits of the last "
              f"position only), deep copy of the cache at each context; then {args.steps} greedy single-token steps "
              f"per context after 2 warm-up steps, contexts interleaved {args.block} steps at a time. Resident = RSS "
@@ -262,7 +284,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=5400.0, help="seconds per worker (one variant, all contexts)")
     p.add_argument("--max-gib", type=float, default=12.0, help="extra RSS budget per worker (GiB)")
     p.add_argument("--out", type=Path, default=None, help="output stem (default benchmarks/results/decode[_quick])")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--bf16", action="store_true", help="prefill and decode under bfloat16 autocast")
     args = p.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: torch.cuda.is_available() is False (torch {torch.__version__})")
     if args.contexts is None:
         args.contexts = [1024, 8192] if args.quick else [1024, 65536, 1048576]
     if args.steps is None:
@@ -290,7 +316,8 @@ def main() -> None:
         info["titans_pytorch"] = None
     print(f"command: {' '.join([sys.executable, *sys.argv])}", file=sys.stderr)
     base = {"threads": args.threads, "preset": args.preset, "contexts": args.contexts, "steps": args.steps,
-            "block": args.block, "prefill_piece": args.prefill_piece, "max_gib": args.max_gib}
+            "block": args.block, "prefill_piece": args.prefill_piece, "max_gib": args.max_gib,
+            "device": args.device, "bf16": args.bf16}
     results = []
     for variant in args.variants:
         contexts, too_long = args.contexts, []

@@ -46,11 +46,11 @@ def main() -> int:
     info = machine_info(threads)
     forward = ["--piece", str(args.piece), "--batch", str(args.batch), "--preset", args.preset,
                "--seed", str(args.seed), "--max-growth", str(args.max_growth),
-               "--sample-interval", str(args.sample_interval)]
+               "--sample-interval", str(args.sample_interval), "--device", args.device]
     for flag, value in (("--hidden-size", args.hidden_size), ("--layers", args.layers), ("--heads", args.heads)):
         forward += [flag, str(value)] if value is not None else []
     forward += [flag for flag, on in (("--no-trim", args.no_trim), ("--all-logits", args.all_logits),
-                                      ("--quiet", args.quiet)) if on]
+                                      ("--quiet", args.quiet), ("--bf16", args.bf16)) if on]
     results = []
     for variant in args.variants:
         with tempfile.TemporaryDirectory() as tmp:
@@ -66,7 +66,7 @@ def main() -> int:
                 row = {"variant": variant, "error": f"skipped: exceeded {args.timeout:.0f} s"}
         results.append(row)
     lines = [f"# Streaming benchmark ({args.preset} preset, batch {args.batch}, pieces of {args.piece} tokens, no grad"
-             f"{', quick' if args.quick else ''})", "",
+             f", {args.device}{', bf16 autocast' if args.bf16 else ''}{', quick' if args.quick else ''})", "",
              f"- machine: {info['cpu']}, {info['cores']} cores, {threads} thread(s); torch {info['torch']}; "
              f"git {info['git']}; {info['date']}",
              "- resident = RSS after each piece once glibc's free pages are returned (malloc_trim); growth = "
@@ -85,6 +85,10 @@ def main() -> int:
                      f"{'yes' if r['flat'] else 'NO'} | {r['slope_kib_per_1k_tokens']:+.2f} | "
                      f"{r['raw_max_after_first_mib']:,.1f} | "
                      f"{r['peak_first_half_mib']:,.1f} / {r['peak_second_half_mib']:,.1f} |")
+        if r.get("device_growth") is not None:
+            lines.append(f"| {r['variant']} on {r['device']}: allocated {r['device_samples_mib'][0]:,.1f} MiB after the "
+                         f"1st piece, max {max(r['device_samples_mib']):,.1f} ({100 * r['device_growth']:+.2f}%), "
+                         f"peak {r['device_peak_mib']:,.1f} |" + " |" * 10)
     report = "\n".join(lines) + "\n"
     print(report)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -128,29 +128,42 @@ def used_parameters(module: torch.nn.Module, impl: str) -> int:
 def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(0)
-    module = build_module(cfg["impl"], SIZES[cfg["size"]], cfg["chunk"])
+    device = torch.device(cfg.get("device", "cpu"))
+    cuda = device.type == "cuda"
+    module = build_module(cfg["impl"], SIZES[cfg["size"]], cfg["chunk"]).to(device)
     grad = cfg["mode"] == "fwd+bwd"
     module.train(grad)
     gen = torch.Generator().manual_seed(1234)  # the same x for every implementation
-    x = torch.randn(cfg["B"], cfg["T"], SIZES[cfg["size"]]["dim"], generator=gen).requires_grad_(grad)
+    x = torch.randn(cfg["B"], cfg["T"], SIZES[cfg["size"]]["dim"], generator=gen).to(device).requires_grad_(grad)
+    # bf16 autocast: titanmem's memory state stays float32 (its weights and momentum are float32
+    # tensors; autocast runs the matmuls that update them in bfloat16).
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(cfg.get("bf16")))
 
     def step() -> None:
-        if not grad:
-            with torch.no_grad():
-                module(x)
-            return
-        module.zero_grad(set_to_none=True)
-        x.grad = None
-        module(x)[0].square().mean().backward()
+        with autocast:
+            if not grad:
+                with torch.no_grad():
+                    module(x)
+            else:
+                module.zero_grad(set_to_none=True)
+                x.grad = None
+                module(x)[0].float().square().mean().backward()
+        if cuda:  # time the kernels, not their launch
+            torch.cuda.synchronize(device)
 
     base = current_rss_kib()
     _watchdog(int(cfg["max_gib"] * 2**30), base)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+        base_alloc = torch.cuda.memory_allocated(device)
     warmup, times = time_steps(step, cfg["iters"], cfg["max_seconds"])
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = {"iters": len(times), "warmup_s": warmup, "median_s": statistics.median(times),
            "min_s": min(times), "peak_rss_mib": peak_kib / 1024,
            "peak_extra_mib": max(0, peak_kib - base) / 1024,
            "parameters": used_parameters(module, cfg["impl"])}
+    if cuda:  # on a GPU the memory that counts is the device's: peak allocated above module + input
+        out["peak_extra_mib"] = max(0, torch.cuda.max_memory_allocated(device) - base_alloc) / MiB
     if cfg.get("tensor_memory"):
         from bench_op import profiled_peak_bytes
 
@@ -258,11 +271,12 @@ def _ratio(ours: dict[str, Any] | None, other: dict[str, Any] | None) -> str:
 def render(info: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     impls = [i for i in IMPLS if i in args.impls]
     by = {(r["impl"], r["size"], r["B"], r["T"], r["mode"]): r for r in rows}
-    lines = [f"# NeuralMemory: titanmem vs titans-pytorch vs causal attention (CPU{', quick' if args.quick else ''})",
+    lines = [f"# NeuralMemory: titanmem vs titans-pytorch vs causal attention ({info.get('device', 'cpu')}{', quick' if args.quick else ''})",
              "",
              f"- machine: {info['cpu']}, {info['cores']} cores, {info['threads']} thread(s) used; "
              f"torch {info['torch']}, python {info['python']}; titans-pytorch {info.get('titans_pytorch', 'n/a')}; "
-             f"git {info['git']}; {info['date']}",
+             f"git {info['git']}; {info['date']}; device {info.get('device', 'cpu')}"
+             f"{', bfloat16 autocast' if info.get('bf16') else ', float32'}",
              "- sizes: (a) dim 256, 4 heads x 64; (b) dim 512, 8 heads x 64. Memory MLP per head 64 -> 256 -> 64 "
              "(titanmem memory_depth=2, memory_expansion=4; titans-pytorch MemoryMLP depth=2, expansion_factor=4), "
              "chunk 64, float32. Attention: titanmem.layers.Attention (RoPE, full causal, sdpa), same width.",
@@ -343,6 +357,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lengths", type=int, nargs="+", default=None, help="default 1024 4096 16384 (quick: 512 1024)")
     p.add_argument("--modes", nargs="+", choices=["fwd", "fwd+bwd"], default=["fwd", "fwd+bwd"])
     p.add_argument("--chunk", type=int, default=64)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]; on CUDA peak = allocated device memory")
+    p.add_argument("--bf16", action="store_true", help="run every implementation under bfloat16 autocast")
     p.add_argument("--iters", type=int, default=None,
                    help="timed iterations after 1 warm-up, median (default 3; quick 2)")
     p.add_argument("--max-seconds", type=float, default=120.0, help="stop timing a config after this (>= 1 iteration)")
@@ -364,8 +380,11 @@ def parse_args() -> argparse.Namespace:
         args.iters = 2 if args.quick else 3
     if args.quick:
         args.timeout = min(args.timeout, 180.0)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: torch.cuda.is_available() is False (torch {torch.__version__})")
     if args.out is None:
-        args.out = ROOT / "benchmarks/results" / ("peers_quick" if args.quick else "peers")
+        suffix = ("_quick" if args.quick else "") + ("" if args.device == "cpu" else "_cuda") + ("_bf16" if args.bf16 else "")
+        args.out = ROOT / "benchmarks/results" / f"peers{suffix}"
     return args
 
 
@@ -378,6 +397,8 @@ def main() -> None:
         profile_op(args)
         return
     info = machine_info(args.threads)
+    info["device"] = args.device if args.device == "cpu" else f"{args.device} ({torch.cuda.get_device_name(args.device)})"
+    info["bf16"] = args.bf16
     try:
         from importlib.metadata import version
 
@@ -410,7 +431,8 @@ def main() -> None:
                         if "error" not in row:
                             cfg = {"impl": impl, "size": size, "B": B, "T": T, "mode": mode, "chunk": args.chunk,
                                    "threads": args.threads, "iters": args.iters, "max_seconds": args.max_seconds,
-                                   "max_gib": args.max_gib, "tensor_memory": args.tensor_memory}
+                                   "max_gib": args.max_gib, "tensor_memory": args.tensor_memory,
+                                   "device": args.device, "bf16": args.bf16}
                             row.update(run_one(cfg, args.timeout))
                             if "median_s" in row:
                                 row["tokens_per_s"] = B * T / row["median_s"]

@@ -54,3 +54,33 @@ def test_stream_measurement_catches_growing_memory():
     # 40 MiB kept over the stream, on top of a few hundred MiB of interpreter and libraries.
     assert not result.flat and result.growth > 0.05
     assert 3000 < result.slope_kib_per_1k_tokens < 5000  # 4 KiB per token = 4096 KiB per 1K tokens
+
+
+def test_stream_device_errors_name_the_device():
+    from titanmem.bench import resolve_device
+
+    with pytest.raises(ValueError, match="'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="'cuda'.*is_available"):
+            run_stream(_args("--tokens", "10", "--device", "cuda", "--quiet"))
+
+
+def test_stream_bf16_autocast_on_cpu(tmp_path):
+    out = tmp_path / "stream.json"
+    run_stream(_args("--tokens", "1500", "--piece", "512", "--variant", "mag", "--hidden-size", "32",
+                     "--layers", "1", "--bf16", "--json", str(out), "--quiet", "--sample-interval", "0"))
+    record = json.loads(out.read_text())
+    assert record["bf16"] and record["device"] == "cpu" and record["device_growth"] is None
+    assert [s[0] for s in record["samples"]] == [512, 1024, 1500]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (runs where one is present)")
+def test_stream_on_cuda_tracks_device_memory(tmp_path):
+    out = tmp_path / "stream.json"
+    code = run_stream(_args("--tokens", "50000", "--piece", "4096", "--variant", "mal", "--device", "cuda",
+                            "--json", str(out), "--quiet"))
+    record = json.loads(out.read_text())
+    assert code == 0 and record["device"].startswith("cuda")
+    assert len(record["device_samples_mib"]) == len(record["samples"])
+    assert record["device_growth"] <= 0.05

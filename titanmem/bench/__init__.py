@@ -5,12 +5,13 @@ from .stream import (
     add_stream_arguments,
     build_stream_model,
     release_free_memory,
+    resolve_device,
     rss_kib,
     run_stream,
     stream_tokens,
 )
 
 __all__ = [
-    "StreamResult", "add_stream_arguments", "build_stream_model", "release_free_memory", "rss_kib", "run_stream",
-    "stream_tokens",
+    "StreamResult", "add_stream_arguments", "build_stream_model", "release_free_memory", "resolve_device", "rss_kib",
+    "run_stream", "stream_tokens",
 ]

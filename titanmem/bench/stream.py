@@ -33,8 +33,8 @@ if TYPE_CHECKING:  # torch and the models are imported when used: building the C
     from ..models import TitansForCausalLM
 
 __all__ = [
-    "StreamResult", "add_stream_arguments", "build_stream_model", "release_free_memory", "rss_kib", "run_stream",
-    "stream_tokens",
+    "StreamResult", "add_stream_arguments", "build_stream_model", "release_free_memory", "resolve_device", "rss_kib",
+    "run_stream", "stream_tokens",
 ]
 
 VARIANTS = ("lmm", "mac", "mag", "mal", "swa", "transformer")
@@ -108,6 +108,12 @@ class StreamResult:
     peak_first_half_mib: float
     peak_second_half_mib: float
     samples: list[tuple[int, float, float, float]] = field(default_factory=list)
+    device: str = "cpu"
+    # CUDA only: allocated device memory (torch.cuda.memory_allocated) after each piece, its growth
+    # after the first piece (part of ``flat``), and the largest allocation peak within a piece.
+    device_samples_mib: list[float] = field(default_factory=list)
+    device_growth: float | None = None
+    device_peak_mib: float | None = None
 
     def summary(self) -> str:
         kind = "resident after malloc_trim" if self.trimmed else "RSS"
@@ -120,7 +126,27 @@ class StreamResult:
                 f"slope over the second half {self.slope_kib_per_1k_tokens:+.3f} KiB per 1K tokens\n"
                 f"raw RSS after pieces: max {self.raw_max_after_first_mib:,.1f} MiB; transient peak within pieces: "
                 f"{self.peak_first_half_mib:,.1f} MiB (first half) vs "
-                f"{self.peak_second_half_mib:,.1f} MiB (second half)")
+                f"{self.peak_second_half_mib:,.1f} MiB (second half)"
+                + ("" if self.device_growth is None else
+                   f"\n{self.device} memory allocated: {self.device_samples_mib[0]:,.1f} MiB after the first piece, "
+                   f"max after it {max(self.device_samples_mib):,.1f} ({100 * self.device_growth:+.2f}%); "
+                   f"peak within pieces {self.device_peak_mib:,.1f} MiB"))
+
+
+def resolve_device(name: str) -> Any:
+    """``torch.device(name)``, with a clear error for an unknown name or a CUDA device that is absent."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {name!r}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but torch.cuda.is_available() is False "
+                         f"(torch {torch.__version__})")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {name!r}")
+    return device
 
 
 def build_stream_model(
@@ -186,18 +212,27 @@ def stream_tokens(
     trim: bool = True,
     all_logits: bool = False,
     progress: Any = None,
+    device: Any = "cpu",
+    autocast_dtype: Any = None,
 ) -> StreamResult:
     """Feed ``tokens`` random token ids per row through ``model`` in pieces of ``piece``, carrying its cache.
 
     Token ids are drawn per piece (nothing of length ``tokens`` is ever allocated). Only the last
     position's logits are computed unless ``all_logits``. With ``trim`` the allocator's free pages
     are returned after each piece before the resident memory is read (see :class:`StreamResult`).
-    ``progress(done, seconds, resident_mib)`` is called after every piece when given.
+    ``progress(done, seconds, resident_mib)`` is called after every piece when given. On a CUDA
+    ``device`` (where the model already is) each piece is synchronised before it is timed and the
+    allocated device memory is tracked as well; ``autocast_dtype`` (e.g. ``torch.bfloat16``) runs
+    the pieces under autocast (the memory state stays float32).
     """
     import torch
 
     if tokens < 1 or piece < 1 or batch < 1:
         raise ValueError(f"tokens, piece and batch must be >= 1, got {tokens}, {piece}, {batch}")
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    device_mib: list[float] = []
+    device_peak = 0.0
     vocab = model.config.vocab_size
     gen = torch.Generator().manual_seed(seed)
     cache, done = None, 0
@@ -210,12 +245,19 @@ def stream_tokens(
     with _Sampler(sample_interval) as sampler:
         while done < tokens:
             n = min(piece, tokens - done)
-            ids = torch.randint(0, vocab, (batch, n), generator=gen)
-            with torch.no_grad():
+            ids = torch.randint(0, vocab, (batch, n), generator=gen).to(device)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype,
+                                                 enabled=autocast_dtype is not None):
                 out = model(input_ids=ids, past_key_values=cache, use_cache=True,
                             logits_to_keep=0 if all_logits else 1)
             cache, done = out.past_key_values, done + n
             del out, ids
+            if cuda:
+                torch.cuda.synchronize(device)
+                device_mib.append(torch.cuda.memory_allocated(device) / 2**20)
+                device_peak = max(device_peak, torch.cuda.max_memory_allocated(device) / 2**20)
             raw = rss_kib()
             resident = rss_kib() if trimmed and release_free_memory() else raw
             now = time.perf_counter() - start
@@ -233,15 +275,18 @@ def stream_tokens(
     half = len(peaks) // 2
     rest_tokens = (tokens - samples[0][0]) * batch
     growth = (top - first) / first
+    device_growth = (max(device_mib[1:] or device_mib) - device_mib[0]) / max(device_mib[0], 1e-9) if cuda else None
+    flat = growth <= max_growth and (device_growth is None or device_growth <= max_growth)
     return StreamResult(
         tokens=tokens, piece=piece, batch=batch, trimmed=trimmed, seconds=seconds,
         tokens_per_s=tokens * batch / seconds,
         tokens_per_s_after_first=rest_tokens / (seconds - first_piece_s) if rest_tokens else float("nan"),
         rss_start_mib=rss_start / 1024, rss_after_first_mib=first, rss_end_mib=samples[-1][2],
-        rss_max_after_first_mib=top, growth=growth, max_growth=max_growth, flat=growth <= max_growth,
+        rss_max_after_first_mib=top, growth=growth, max_growth=max_growth, flat=flat,
         slope_kib_per_1k_tokens=_slope(samples, piece), raw_max_after_first_mib=max(s[3] for s in later),
         peak_first_half_mib=max(peaks[1:half] or peaks[:1]) / 1024,
-        peak_second_half_mib=max(peaks[max(half, 1):] or peaks) / 1024, samples=samples)
+        peak_second_half_mib=max(peaks[max(half, 1):] or peaks) / 1024, samples=samples, device=str(device),
+        device_samples_mib=device_mib, device_growth=device_growth, device_peak_mib=device_peak if cuda else None)
 
 
 def add_stream_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -255,6 +300,8 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("--layers", type=int, default=None, help="override the preset's number of layers")
     parser.add_argument("--heads", type=int, default=None, help="override the preset's number of heads")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    parser.add_argument("--bf16", action="store_true", help="run the pieces under bfloat16 autocast")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-growth", type=float, default=0.05,
                         help="allowed RSS growth after the first piece, as a fraction (default 0.05)")
@@ -274,15 +321,17 @@ def run_stream(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
     overrides = {k: v for k, v in (("hidden_size", args.hidden_size), ("num_hidden_layers", args.layers),
                                    ("num_attention_heads", args.heads)) if v is not None}
     if "hidden_size" in overrides and "intermediate_size" not in overrides:
         overrides["intermediate_size"] = 3 * overrides["hidden_size"]
-    model = build_stream_model(args.preset, args.variant, args.seed, **overrides)
+    model = build_stream_model(args.preset, args.variant, args.seed, **overrides).to(device)
     params = sum(p.numel() for p in model.parameters())
     print(f"stream: {args.variant} ({args.preset}{', ' + str(overrides) if overrides else ''}, {params:,} parameters), "
           f"{args.tokens:,} tokens x batch {args.batch} in pieces of {args.piece}, "
-          f"{torch.get_num_threads()} thread(s), torch {torch.__version__}", flush=True)
+          f"on {device}{' (bf16 autocast)' if args.bf16 else ''}, {torch.get_num_threads()} thread(s), "
+          f"torch {torch.__version__}", flush=True)
     every = max(1, args.tokens // args.piece // 20)
     count = [0]
 
@@ -294,11 +343,12 @@ def run_stream(args: argparse.Namespace) -> int:
 
     result = stream_tokens(model, args.tokens, piece=args.piece, batch=args.batch, seed=args.seed,
                            max_growth=args.max_growth, sample_interval=args.sample_interval,
-                           trim=not args.no_trim, all_logits=args.all_logits, progress=progress)
+                           trim=not args.no_trim, all_logits=args.all_logits, progress=progress, device=device,
+                           autocast_dtype=torch.bfloat16 if args.bf16 else None)
     print(result.summary(), flush=True)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        record = {"variant": args.variant, "preset": args.preset, "overrides": overrides, "parameters": params,
+        record = {"variant": args.variant, "preset": args.preset, "bf16": args.bf16, "overrides": overrides, "parameters": params,
                   "threads": torch.get_num_threads(), "torch": torch.__version__, "pid": os.getpid(),
                   **asdict(result)}
         args.json.write_text(json.dumps(record, indent=2))
