@@ -140,14 +140,15 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(cfg.get("bf16")))
 
     def step() -> None:
-        with autocast:
-            if not grad:
-                with torch.no_grad():
-                    module(x)
-            else:
-                module.zero_grad(set_to_none=True)
-                x.grad = None
-                module(x)[0].float().square().mean().backward()
+        if not grad:
+            with torch.no_grad(), autocast:
+                module(x)
+        else:
+            module.zero_grad(set_to_none=True)
+            x.grad = None
+            with autocast:  # the forward only: the backward runs in the dtypes the forward chose
+                loss = module(x)[0].float().square().mean()
+            loss.backward()
         if cuda:  # time the kernels, not their launch
             torch.cuda.synchronize(device)
 
