@@ -14,6 +14,8 @@ Implementations (``--impls``):
 
 - ``titanmem``: ``titanmem.layers.NeuralMemory`` with its defaults (read="token": per-token gates,
   each token's gradient at its chunk-start weights, reads after each token's own update).
+- ``titanmem-compiled``: the same with ``compiled=True`` (full chunks through ``torch.compile``;
+  the compilation happens in the warm-up, which is not timed).
 - ``titanmem-chunkread``: the same with ``read="chunk"`` (reads the chunk-start weights).
 - ``titans-pytorch``: ``titans_pytorch.NeuralMemory`` 0.5.5 with its defaults except the sizes.
 - ``attention``: ``titanmem.layers.Attention`` (Transformer++ attention: RoPE, full causal,
@@ -48,7 +50,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_op import current_rss_kib, machine_info, time_steps  # noqa: E402
 
 MiB = 2**20
-IMPLS = ("titanmem", "titanmem-chunkread", "titans-pytorch", "attention")
+IMPLS = ("titanmem", "titanmem-compiled", "titanmem-chunkread", "titans-pytorch", "attention")
 # (a) and (b) of issue 6: width, heads x 64, 2-layer memory MLP of hidden 4 * 64 = 256 per head.
 SIZES = {"a": dict(dim=256, heads=4, head_dim=64), "b": dict(dim=512, heads=8, head_dim=64)}
 MEMORY_DEPTH, MEMORY_EXPANSION = 2, 4
@@ -101,12 +103,13 @@ def _watchdog(budget_bytes: int, base_kib: int) -> None:
 
 def build_module(impl: str, size: dict[str, int], chunk: int) -> torch.nn.Module:
     dim, heads, head_dim = size["dim"], size["heads"], size["head_dim"]
-    if impl in ("titanmem", "titanmem-chunkread"):
+    if impl in ("titanmem", "titanmem-compiled", "titanmem-chunkread"):
         from titanmem.layers import NeuralMemory
 
         return NeuralMemory(dim, heads, head_dim=head_dim, memory_depth=MEMORY_DEPTH,
                             memory_expansion=MEMORY_EXPANSION, chunk_size=chunk,
-                            read="chunk" if impl == "titanmem-chunkread" else "token")
+                            read="chunk" if impl == "titanmem-chunkread" else "token",
+                            compiled=impl == "titanmem-compiled")
     if impl == "titans-pytorch":
         from titans_pytorch import NeuralMemory as PeerNeuralMemory
 

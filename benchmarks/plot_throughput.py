@@ -19,9 +19,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-STYLE = {"titanmem": ("C0", "o"), "titanmem-chunkread": ("C2", "s"), "titans-pytorch": ("C3", "^"),
-         "attention": ("C7", "x")}
-LABEL = {"titanmem": "titanmem NeuralMemory (read=token)", "titanmem-chunkread": "titanmem NeuralMemory (read=chunk)",
+STYLE = {"titanmem": ("C0", "o"), "titanmem-compiled": ("C1", "D"), "titanmem-chunkread": ("C2", "s"),
+         "titans-pytorch": ("C3", "^"), "attention": ("C7", "x")}
+LABEL = {"titanmem": "titanmem NeuralMemory (read=token)",
+         "titanmem-compiled": "titanmem NeuralMemory (read=token, compiled)",
+         "titanmem-chunkread": "titanmem NeuralMemory (read=chunk)",
          "titans-pytorch": "titans-pytorch NeuralMemory", "attention": "Transformer++ attention (sdpa, causal)"}
 
 

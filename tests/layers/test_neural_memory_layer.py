@@ -67,7 +67,9 @@ def test_prefill_then_decode_equals_parallel(depth):
 def test_same_outputs_with_the_naive_op(read, monkeypatch):
     layer, x = _layer(read=read), _x(T=21)
     y_fast, s_fast = layer(x)
-    monkeypatch.setattr(layer_module, "neural_memory_chunk", lambda *a, **kw: neural_memory_naive(*a, **kw))
+    # compiled is an execution option of the chunk op only; the naive loop has none.
+    monkeypatch.setattr(layer_module, "neural_memory_chunk",
+                        lambda *a, compiled, **kw: neural_memory_naive(*a, **kw))
     y_ref, s_ref = layer(x)
     assert_close("y", y_ref, y_fast, RTOL)
     _compare_states(s_ref, s_fast)

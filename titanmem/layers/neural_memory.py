@@ -64,6 +64,8 @@ class NeuralMemory(nn.Module):
         max_lr: upper bound of the inner learning rate theta.
         conv_kernel: kernel of the causal depthwise convolution.
         read: ``"token"`` (read after each token's update) or ``"chunk"``.
+        compiled: run the op's full chunks through ``torch.compile`` (see ``neural_memory_chunk``):
+            an execution choice, not a hyperparameter; the first call of each shape compiles.
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class NeuralMemory(nn.Module):
         max_lr: float = 0.01,
         conv_kernel: int = 4,
         read: str = "token",
+        compiled: bool = False,
     ) -> None:
         super().__init__()
         for name, value in (("hidden_size", hidden_size), ("num_heads", num_heads), ("memory_depth", memory_depth),
@@ -95,8 +98,10 @@ class NeuralMemory(nn.Module):
             raise ValueError(f"read must be 'token' or 'chunk', got {read!r}")
         if not max_lr > 0:
             raise ValueError(f"max_lr must be > 0, got {max_lr}")
+        if not isinstance(compiled, bool):
+            raise TypeError(f"compiled must be a bool, got {type(compiled).__name__}")
         self.num_heads, self.head_dim, self.chunk_size = num_heads, head_dim, chunk_size
-        self.activation, self.max_lr, self.read = activation, max_lr, read
+        self.activation, self.max_lr, self.read, self.compiled = activation, max_lr, read, compiled
         inner = num_heads * head_dim
         self.qkv_proj = nn.Linear(hidden_size, 3 * inner, bias=False)
         self.conv = CausalDepthwiseConv1d(3 * inner, conv_kernel)
@@ -158,7 +163,8 @@ class NeuralMemory(nn.Module):
         replay = state.pending[0].shape[1]
         full = (replay + length) // self.chunk_size * self.chunk_size
         # Gates come from sigmoids, so their ranges hold by construction; shapes are still checked.
-        kw = dict(chunk_size=self.chunk_size, read=self.read, activation=self.activation, check_inputs=False)
+        kw = dict(chunk_size=self.chunk_size, read=self.read, activation=self.activation, check_inputs=False,
+                  compiled=self.compiled)
         memory, ys = state.memory, []
         if full:
             y_full, memory = neural_memory_chunk(*(t[:, :full] for t in seq), memory, **kw)

@@ -95,6 +95,16 @@ def _group_coefficients(eta: torch.Tensor, alpha: torch.Tensor, chunk_size: int)
         yield chunk_coefficients(eta[..., full:], alpha[..., full:])
 
 
+_COMPILED_STEP: list = []
+
+
+def _compiled_step():
+    """``_chunk_step`` through ``torch.compile`` (built once; static shapes, so only full chunks use it)."""
+    if not _COMPILED_STEP:
+        _COMPILED_STEP.append(torch.compile(_chunk_step, dynamic=False))
+    return _COMPILED_STEP[0]
+
+
 def _chunk_group(
     weights: tuple[torch.Tensor, ...],
     moments: tuple[torch.Tensor, ...],
@@ -103,15 +113,20 @@ def _chunk_group(
     read: str,
     activation: str,
     residual: bool,
+    compiled: bool = False,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """Consecutive chunks of ``inputs = (q, k, v, lr, eta, alpha)``, the state carried from one to
     the next (eqs. 13-14 across chunks); returns the reads ``[B, H, len, Dv]`` and the last state."""
     q, k, v, lr, eta, alpha = inputs
+    # A shorter last chunk runs eagerly: compiling every tail length would recompile up to
+    # chunk_size - 1 times and then fall back to eager anyway.
+    fast = _compiled_step() if compiled else _chunk_step
     # split, not slices: a slice's backward writes into a zero tensor of the whole input's size.
     pieces = zip(*(t.split(chunk_size, dim=2) for t in (q, k, v, lr)), _group_coefficients(eta, alpha, chunk_size))
     ys = []
     for q_c, k_c, v_c, lr_c, coef in pieces:
-        y, weights, moments = _chunk_step(weights, moments, q_c, k_c, v_c, lr_c, coef, read, activation, residual)
+        step = fast if q_c.shape[2] == chunk_size else _chunk_step
+        y, weights, moments = step(weights, moments, q_c, k_c, v_c, lr_c, coef, read, activation, residual)
         ys.append(y)
     return torch.cat(ys, dim=2), weights, moments
 
@@ -169,6 +184,7 @@ def neural_memory_chunk(
     residual: bool = False,
     check_inputs: bool = True,
     recompute_chunks: int = 8,
+    compiled: bool = False,
 ) -> tuple[torch.Tensor, MemoryState]:
     """Titans neural memory (arXiv 2501.00663v1, eqs. 12-18), computed chunk by chunk with matmuls.
 
@@ -188,6 +204,10 @@ def neural_memory_chunk(
             small constant, one extra forward. Larger groups keep fewer states alive and hold
             more intermediates while one group is recomputed. 0 keeps every intermediate
             (fastest backward, most memory).
+        compiled: run each full chunk through ``torch.compile`` of the chunk step (inductor; on
+            CPU it needs a C++ compiler). The same numbers up to float rounding order; the
+            first call of each shape compiles (about 20 s on a 2-core CPU), later ones run about
+            a quarter faster there (benchmarks/results/peers_compiled.md).
 
     Returns:
         ``y`` of shape ``[B, T, H, Dv]`` in q's dtype, and the state after the last token.
@@ -199,6 +219,8 @@ def neural_memory_chunk(
         raise TypeError(f"recompute_chunks must be an int, got {type(recompute_chunks).__name__}")
     if recompute_chunks < 0:
         raise ValueError(f"recompute_chunks must be >= 0 (0 disables recomputation), got {recompute_chunks}")
+    if not isinstance(compiled, bool):
+        raise TypeError(f"compiled must be a bool, got {type(compiled).__name__}")
     if dims.length == 0:
         return q.new_empty(dims.batch, 0, dims.heads, dims.dim_v), state
 
@@ -211,7 +233,7 @@ def neural_memory_chunk(
     weights, moments = state.weights, state.momentum
     # split, not slices in the loop: the backward of a split concatenates the groups' gradients
     # once, where each slice's backward would write into a zero tensor of the whole input's size.
-    settings = (chunk_size, read, activation, residual)
+    settings = (chunk_size, read, activation, residual, compiled)
     depth = len(weights)
     ys: list[torch.Tensor] = []
     for inputs in zip(*(t.split(group, dim=2) for t in (q, k, v, lr, momentum, decay))):
