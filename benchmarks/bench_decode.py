@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_op import current_rss_kib, machine_info  # noqa: E402
+from bench_op import check_device_arg, current_rss_kib, device_setup, machine_info  # noqa: E402
 from compare_peers import _watchdog  # noqa: E402
 
 from titanmem.bench.stream import release_free_memory  # noqa: E402
@@ -72,15 +72,6 @@ def _summary(times: list[float]) -> dict[str, float]:
     ms = [1e3 * t for t in times]
     return {"steps": len(ms), "median_ms": statistics.median(ms), "mean_ms": statistics.fmean(ms),
             "min_ms": min(ms), "p10_ms": _percentile(ms, 0.1), "p90_ms": _percentile(ms, 0.9), "max_ms": max(ms)}
-
-
-def device_setup(cfg: dict[str, Any]) -> tuple[torch.device, Any, Callable[[], None]]:
-    """The worker's device, its autocast context (bf16 when asked; the memory state stays float32),
-    and a synchronisation to call before reading the clock (a no-op on CPU)."""
-    device = torch.device(cfg.get("device", "cpu"))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(cfg.get("bf16")))
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    return device, autocast, sync
 
 
 def snapshot_cache(cache: Any) -> Any:
@@ -287,8 +278,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--bf16", action="store_true", help="prefill and decode under bfloat16 autocast")
     args = p.parse_args()
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        p.error(f"--device {args.device}: torch.cuda.is_available() is False (torch {torch.__version__})")
+    check_device_arg(p, args.device)
     if args.contexts is None:
         args.contexts = [1024, 8192] if args.quick else [1024, 65536, 1048576]
     if args.steps is None:

@@ -104,6 +104,26 @@ def time_steps(step: Callable[[], None], iters: int, max_seconds: float) -> tupl
     return warmup, times
 
 
+def device_setup(cfg: dict[str, Any]) -> tuple[torch.device, Any, Callable[[], None]]:
+    """A worker's device (``cfg["device"]``, default cpu), its autocast context (bfloat16 when
+    ``cfg["bf16"]``; the memory state stays float32) and a synchronisation to call before reading
+    the clock (a no-op on CPU)."""
+    device = torch.device(cfg.get("device", "cpu"))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(cfg.get("bf16")))
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    return device, autocast, sync
+
+
+def check_device_arg(parser: argparse.ArgumentParser, name: str) -> None:
+    """Exit through ``parser.error`` when ``--device name`` is unknown or absent (titanmem.bench's check)."""
+    from titanmem.bench import resolve_device
+
+    try:
+        resolve_device(name)
+    except ValueError as err:
+        parser.error(f"--device: {err}")
+
+
 def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     """Time one configuration in this (fresh) process and measure its memory."""
     torch.set_num_threads(cfg["threads"])

@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_op import current_rss_kib, machine_info, time_steps  # noqa: E402
+from bench_op import check_device_arg, current_rss_kib, device_setup, machine_info, time_steps  # noqa: E402
 
 MiB = 2**20
 IMPLS = ("titanmem", "titanmem-compiled", "titanmem-chunkread", "titans-pytorch", "attention")
@@ -131,16 +131,13 @@ def used_parameters(module: torch.nn.Module, impl: str) -> int:
 def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(0)
-    device = torch.device(cfg.get("device", "cpu"))
+    device, autocast, sync = device_setup(cfg)
     cuda = device.type == "cuda"
     module = build_module(cfg["impl"], SIZES[cfg["size"]], cfg["chunk"]).to(device)
     grad = cfg["mode"] == "fwd+bwd"
     module.train(grad)
     gen = torch.Generator().manual_seed(1234)  # the same x for every implementation
     x = torch.randn(cfg["B"], cfg["T"], SIZES[cfg["size"]]["dim"], generator=gen).to(device).requires_grad_(grad)
-    # bf16 autocast: titanmem's memory state stays float32 (its weights and momentum are float32
-    # tensors; autocast runs the matmuls that update them in bfloat16).
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(cfg.get("bf16")))
 
     def step() -> None:
         if not grad:
@@ -152,8 +149,7 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
             with autocast:  # the forward only: the backward runs in the dtypes the forward chose
                 loss = module(x)[0].float().square().mean()
             loss.backward()
-        if cuda:  # time the kernels, not their launch
-            torch.cuda.synchronize(device)
+        sync()  # on CUDA: time the kernels, not their launch
 
     base = current_rss_kib()
     _watchdog(int(cfg["max_gib"] * 2**30), base)
@@ -384,8 +380,7 @@ def parse_args() -> argparse.Namespace:
         args.iters = 2 if args.quick else 3
     if args.quick:
         args.timeout = min(args.timeout, 180.0)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        p.error(f"--device {args.device}: torch.cuda.is_available() is False (torch {torch.__version__})")
+    check_device_arg(p, args.device)
     if args.out is None:
         suffix = ("_quick" if args.quick else "") + ("" if args.device == "cpu" else "_cuda") + ("_bf16" if args.bf16 else "")
         args.out = ROOT / "benchmarks/results" / f"peers{suffix}"

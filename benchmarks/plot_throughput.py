@@ -27,6 +27,16 @@ LABEL = {"titanmem": "titanmem NeuralMemory (read=token)",
          "titans-pytorch": "titans-pytorch NeuralMemory", "attention": "Transformer++ attention (sdpa, causal)"}
 
 
+def _style_axis(ax, title: str) -> None:
+    """Log-log tokens/s against T, titled and gridded."""
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("tokens / s")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+
+
 def stamp(machine: dict, extra: str = "") -> str:
     return (f"{machine.get('cpu', '?')}, {machine.get('threads', '?')} thread(s); torch {machine.get('torch', '?')}; "
             f"git {machine.get('git', '?')}; {machine.get('date', '')[:10]}{extra}")
@@ -58,24 +68,14 @@ def plot_peers(data: dict, out: Path, models: dict | None) -> None:
                     if pts:
                         ax.plot(*zip(*pts, strict=True), color=color, marker=marker,
                                 linestyle="-" if b_i == 0 else "--", label=f"{LABEL[impl]}, B={B}")
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_xlabel("sequence length T")
-            ax.set_ylabel("tokens / s")
-            ax.set_title(f"({size}) dim {dims['dim']}, {dims['heads']}x{dims['head_dim']} heads: {mode}", fontsize=10)
-            ax.grid(True, which="both", alpha=0.3)
+            _style_axis(ax, f"({size}) dim {dims['dim']}, {dims['heads']}x{dims['head_dim']} heads: {mode}")
         if models and i == 0:
             ax = axes[0][-1]
             train = [r for r in models.get("train", []) if "tokens_per_s" in r]
             for k, variant in enumerate(sorted({r["variant"] for r in train})):
                 pts = sorted((r["T"], r["tokens_per_s"]) for r in train if r["variant"] == variant)
                 ax.plot(*zip(*pts, strict=True), marker="o", color=f"C{k}", label=variant)
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_xlabel("sequence length T")
-            ax.set_ylabel("tokens / s")
-            ax.set_title(f"models ({models.get('preset')} preset), training fwd+bwd, B=1", fontsize=10)
-            ax.grid(True, which="both", alpha=0.3)
+            _style_axis(ax, f"models ({models.get('preset')} preset), training fwd+bwd, B=1")
             ax.legend(fontsize=7)
             ax.annotate(stamp(models["machine"]), (0.01, 0.01), xycoords="axes fraction", fontsize=6)
         elif models:

@@ -229,7 +229,7 @@ def stream_tokens(
 
     if tokens < 1 or piece < 1 or batch < 1:
         raise ValueError(f"tokens, piece and batch must be >= 1, got {tokens}, {piece}, {batch}")
-    device = torch.device(device)
+    device = resolve_device(str(device))
     cuda = device.type == "cuda"
     device_mib: list[float] = []
     device_peak = 0.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .coefficients import ChunkCoefficients, chunk_coefficients
@@ -95,14 +97,10 @@ def _group_coefficients(eta: torch.Tensor, alpha: torch.Tensor, chunk_size: int)
         yield chunk_coefficients(eta[..., full:], alpha[..., full:])
 
 
-_COMPILED_STEP: list = []
-
-
+@functools.cache
 def _compiled_step():
     """``_chunk_step`` through ``torch.compile`` (built once; static shapes, so only full chunks use it)."""
-    if not _COMPILED_STEP:
-        _COMPILED_STEP.append(torch.compile(_chunk_step, dynamic=False))
-    return _COMPILED_STEP[0]
+    return torch.compile(_chunk_step, dynamic=False)
 
 
 def _chunk_group(
