@@ -83,6 +83,7 @@ def snapshot_cache(cache: Any) -> Any:
 @torch.no_grad()
 def titanmem_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     from titanmem.models import TitansConfig, TitansForCausalLM
+    from titanmem.models.hf_compat import output_cache
 
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(0)
@@ -98,8 +99,8 @@ def titanmem_worker(cfg: dict[str, Any]) -> dict[str, Any]:
             n = min(cfg["prefill_piece"], context - done)
             with autocast:
                 out = model(input_ids=torch.randint(0, vocab, (1, n), generator=gen).to(device),
-                            past_key_values=cache, use_cache=True, logits_to_keep=1)
-            cache, done = out.past_key_values, done + n
+                            cache=cache, use_cache=True, logits_to_keep=1)
+            cache, done = output_cache(out), done + n
         sync()
         elapsed = time.perf_counter() - start
         token = out.logits[:, -1:].argmax(-1)
@@ -113,10 +114,10 @@ def titanmem_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     def step(state):
         cache, token = state
         with autocast:
-            out = model(input_ids=token, past_key_values=cache, use_cache=True)
+            out = model(input_ids=token, cache=cache, use_cache=True)
         token = out.logits[:, -1:].argmax(-1)
         sync()
-        return out.past_key_values, token
+        return output_cache(out), token
 
     times = time_interleaved(snapshots, step, cfg["steps"], cfg["block"])
     rows = [{"context": c, **prefill[c], **_summary(times[c])} for c in sorted(times)]

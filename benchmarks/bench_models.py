@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_op import machine_info  # noqa: E402
 
 from titanmem.models import TitansConfig, TitansForCausalLM  # noqa: E402
+from titanmem.models.hf_compat import output_cache  # noqa: E402
 
 MiB = 2**20
 
@@ -67,16 +68,16 @@ def decode_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     cache, done = None, 0
     while done < cfg["context"]:
         n = min(cfg["prefill_piece"], cfg["context"] - done)
-        out = model(input_ids=torch.randint(0, vocab, (1, n)), past_key_values=cache, use_cache=True)
-        cache, done = out.past_key_values, done + n
+        out = model(input_ids=torch.randint(0, vocab, (1, n)), cache=cache, use_cache=True)
+        cache, done = output_cache(out), done + n
     token = torch.randint(0, vocab, (1, 1))
     times = []
     for i in range(cfg["steps"] + 2):
         t0 = time.perf_counter()
-        out = model(input_ids=token, past_key_values=cache, use_cache=True)
+        out = model(input_ids=token, cache=cache, use_cache=True)
         if i >= 2:  # two warm-up steps
             times.append(time.perf_counter() - t0)
-        cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        cache, token = output_cache(out), out.logits[:, -1:].argmax(-1)
     return {"ms_per_token": 1e3 * statistics.median(times),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MiB}
 

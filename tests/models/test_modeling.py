@@ -4,6 +4,11 @@ without the cache, the loss, the init and the refusals (padding, beam search).""
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +16,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from tests.helpers import assert_close
 from titanmem.blocks import VARIANTS
-from titanmem.models import TitansCache, TitansConfig, TitansForCausalLM
+from titanmem.models import TitansCache, TitansConfig, TitansForCausalLM, output_cache
 
 RTOL = 1e-10
 T, VOCAB = 19, 64
@@ -53,11 +58,11 @@ def test_decoding_with_cache_equals_parallel(variant_model, prefill):
     full = _logits(model, ids)
     with torch.no_grad():
         out = model(ids[:, :prefill], use_cache=True)
-        cache, steps = out.past_key_values, [out.logits]
+        cache, steps = output_cache(out), [out.logits]
         assert isinstance(cache, TitansCache) and len(cache) == 2
         for t in range(prefill, T):
-            out = model(ids[:, t : t + 1], past_key_values=cache)
-            assert out.past_key_values is cache
+            out = model(ids[:, t : t + 1], cache=cache)
+            assert output_cache(out) is cache
             steps.append(out.logits)
     assert cache.get_seq_length() == T
     assert_close("decode", full, torch.cat(steps, dim=1), RTOL)
@@ -68,7 +73,7 @@ def test_pieces_equal_one_call(variant_model):
     ids, cache, logits, start = _ids(), TitansCache(), [], 0
     with torch.no_grad():
         for n in (3, 7, 9):
-            logits.append(model(ids[:, start : start + n], past_key_values=cache).logits)
+            logits.append(model(ids[:, start : start + n], cache=cache).logits)
             start += n
     assert_close("pieces", _logits(model, ids), torch.cat(logits, dim=1), RTOL)
 
@@ -149,14 +154,24 @@ def test_save_and_load_round_trip(variant, tmp_path):
     assert_close("logits", _logits(model, _ids()), _logits(loaded, _ids()), 1e-12)
 
 
+def test_import_titanmem_alone_lets_auto_classes_load_a_saved_folder(tmp_path):
+    # A new interpreter: in this one titanmem.models is imported already.
+    _model("lmm", dtype=torch.float32).save_pretrained(tmp_path)
+    code = ("import titanmem\nfrom transformers import AutoModelForCausalLM\n"
+            f"print(type(AutoModelForCausalLM.from_pretrained({str(tmp_path)!r})).__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "TitansForCausalLM"
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_generate_with_and_without_cache(variant):
     model, prompt = _model(variant), _ids(length=7)
     cached = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=True, return_dict_in_generate=True)
     fresh = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=False)
     assert cached.sequences.shape == (2, 15) and torch.equal(cached.sequences[:, :7], prompt)
-    assert isinstance(cached.past_key_values, TitansCache)
-    assert cached.past_key_values.get_seq_length() == 14  # the last token is returned, never read
+    assert isinstance(output_cache(cached), TitansCache)
+    assert output_cache(cached).get_seq_length() == 14  # the last token is returned, never read
     assert torch.equal(cached.sequences, fresh)
 
 
@@ -168,13 +183,95 @@ def test_generate_from_embeddings_continues_like_from_ids():
     assert torch.equal(from_embeds, from_ids[:, 7:])
 
 
-def test_generate_reads_only_what_a_given_cache_has_not_seen():
-    model, prompt = _model("mac"), _ids(length=7)
+def _count_forward_tokens(model) -> list[int]:
+    """Tokens each forward call of ``model`` receives (ids or embeddings), appended as calls happen."""
+    seen: list[int] = []
+
+    def hook(module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        seen.append((ids if ids is not None else kwargs["inputs_embeds"]).shape[1])
+
+    model.register_forward_pre_hook(hook, with_kwargs=True)
+    return seen
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_generate_reads_one_token_per_step_after_the_prefill(variant):
+    model, prompt = _model(variant), _ids(length=11)
+    seen = _count_forward_tokens(model)
+    model.generate(prompt, max_new_tokens=6, do_sample=False, use_cache=True)
+    assert seen == [11, 1, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("name", ["cache", "past_key_values"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_generate_continues_a_prefilled_cache_under_either_name(variant, name):
+    model, prompt = _model(variant), _ids(length=11)
     want = model.generate(prompt, max_new_tokens=6, do_sample=False)
     with torch.no_grad():
-        cache = model(prompt[:, :4], use_cache=True).past_key_values
-    got = model.generate(prompt, past_key_values=cache, max_new_tokens=6, do_sample=False)
-    assert cache.get_seq_length() == 12 and torch.equal(got, want)
+        cache = output_cache(model(prompt[:, :4], use_cache=True))
+    seen = _count_forward_tokens(model)
+    got = model.generate(prompt, max_new_tokens=6, do_sample=False, **{name: cache})
+    assert torch.equal(got, want)
+    assert seen == [7, 1, 1, 1, 1, 1]  # only what the cache has not read, then one token per step
+    assert cache.get_seq_length() == 4 + 7 + 5  # advanced by every token read; the last one is never read
+
+
+def test_generate_and_forward_print_no_deprecation_warning():
+    from transformers.utils import logging as hf_logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    hf_logger = logging.getLogger("transformers")
+    hf_logger.addHandler(handler)
+    hf_logging.get_logger("transformers").warning_once.cache_clear()  # else a message shown earlier is silent
+    model, prompt = _model("mag"), _ids(length=6)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with torch.no_grad():
+                cache = output_cache(model(prompt[:, :3], use_cache=True))
+                model(prompt[:, 3:4], cache=cache, use_cache=True)
+            model.generate(prompt, cache=cache, max_new_tokens=3, do_sample=False)
+            model.generate(prompt, max_new_tokens=3, do_sample=False, return_dict_in_generate=True)
+    finally:
+        hf_logger.removeHandler(handler)
+    assert not [r.getMessage() for r in records if "deprecat" in r.getMessage().lower()]
+
+
+def test_two_different_caches_are_refused():
+    model, prompt = _model("lmm"), _ids(length=5)
+    with pytest.raises(ValueError, match="two different caches"):
+        model(prompt, cache=TitansCache(), past_key_values=TitansCache())
+    with pytest.raises(TypeError, match="TitansCache"):
+        model(prompt, cache=[1, 2])
+
+
+def test_attention_mask_must_have_the_shape_of_input_ids():
+    model, ids = _model("swa"), _ids(B=2, length=10)
+    with pytest.raises(ValueError, match=r"shape of input_ids \(2, 10\).*got \(3, 4\)"):
+        model(ids, attention_mask=torch.ones(3, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"shape of input_ids \(2, 10\).*got \(3, 4\)"):
+        model.generate(ids, attention_mask=torch.ones(3, 4, dtype=torch.long), max_new_tokens=2, do_sample=False)
+    with torch.no_grad():  # with a cache, the mask may cover the cached tokens too, as generate passes it
+        cache = output_cache(model(ids[:, :4], use_cache=True))
+        model(ids[:, 4:], cache=cache, attention_mask=torch.ones(2, 10, dtype=torch.long))
+        with pytest.raises(ValueError, match=r"\(2, 1\) or .*\(2, 11\), got \(2, 7\)"):
+            model(ids[:, :1], cache=cache, attention_mask=torch.ones(2, 7, dtype=torch.long))
+
+
+def test_a_pad_token_inside_the_prompt_is_not_mistaken_for_padding():
+    model, prompt = _model("mac"), _ids(length=9)
+    want = model.generate(prompt, max_new_tokens=4, do_sample=False)
+    pad = int(prompt[0, 3])  # transformers would infer a mask with a zero wherever this id occurs
+    assert model.generation_config.eos_token_id != pad
+    got = model.generate(prompt, max_new_tokens=4, do_sample=False, pad_token_id=pad)
+    assert torch.equal(got, want)
+    mask = torch.ones_like(prompt)
+    mask[0, 3] = 0  # padding the user asked for is still refused, with the reason
+    with pytest.raises(ValueError, match="padding is not supported"):
+        model.generate(prompt, attention_mask=mask, max_new_tokens=2, do_sample=False, pad_token_id=pad)
 
 
 def test_padding_and_beam_search_are_refused():
@@ -187,7 +284,7 @@ def test_padding_and_beam_search_are_refused():
     with pytest.raises(ValueError, match="only supports"):
         model.generate(ids[:, :5], max_new_tokens=2, num_beams=2, do_sample=False)
     with pytest.raises(NotImplementedError, match="TitansCache"):
-        model(ids, use_cache=True).past_key_values.reorder_cache(torch.tensor([1, 0]))
+        output_cache(model(ids, use_cache=True)).reorder_cache(torch.tensor([1, 0]))
 
 
 def test_init_keeps_the_layers_own_initialisation():

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..cli_args import CommandError, nonneg_float, nonneg_int, positive_int
+
 if TYPE_CHECKING:  # torch and the models are imported when used: building the CLI parser stays cheap
     from ..models import TitansForCausalLM
 
@@ -227,6 +229,8 @@ def stream_tokens(
     """
     import torch
 
+    from ..models import TitansCache
+
     if tokens < 1 or piece < 1 or batch < 1:
         raise ValueError(f"tokens, piece and batch must be >= 1, got {tokens}, {piece}, {batch}")
     device = resolve_device(str(device))
@@ -235,7 +239,7 @@ def stream_tokens(
     device_peak = 0.0
     vocab = model.config.vocab_size
     gen = torch.Generator().manual_seed(seed)
-    cache, done = None, 0
+    cache, done = TitansCache(), 0  # updated in place by every piece
     samples: list[tuple[int, float, float, float]] = []
     peaks: list[int] = []
     trimmed = trim and release_free_memory()
@@ -250,9 +254,8 @@ def stream_tokens(
                 torch.cuda.reset_peak_memory_stats(device)
             with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype,
                                                  enabled=autocast_dtype is not None):
-                out = model(input_ids=ids, past_key_values=cache, use_cache=True,
-                            logits_to_keep=0 if all_logits else 1)
-            cache, done = out.past_key_values, done + n
+                out = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=0 if all_logits else 1)
+            done += n
             del out, ids
             if cuda:
                 torch.cuda.synchronize(device)
@@ -291,42 +294,55 @@ def stream_tokens(
 
 def add_stream_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options of ``titanmem bench stream`` (also used by ``benchmarks/bench_stream.py``)."""
-    parser.add_argument("--tokens", type=int, default=2_000_000, help="tokens per sequence (default 2,000,000)")
-    parser.add_argument("--piece", type=int, default=4096, help="tokens per forward call (default 4096)")
-    parser.add_argument("--batch", type=int, default=1, help="sequences streamed side by side (default 1)")
+    parser.add_argument("--tokens", type=positive_int, default=2_000_000,
+                        help="tokens per sequence (default 2,000,000)")
+    parser.add_argument("--piece", type=positive_int, default=4096, help="tokens per forward call (default 4096)")
+    parser.add_argument("--batch", type=positive_int, default=1, help="sequences streamed side by side (default 1)")
     parser.add_argument("--preset", default="tiny", help="TitansConfig preset (default tiny: 4 layers, width 128)")
     parser.add_argument("--variant", default="mac", choices=VARIANTS, help="architecture (default mac)")
-    parser.add_argument("--hidden-size", type=int, default=None, help="override the preset's width")
-    parser.add_argument("--layers", type=int, default=None, help="override the preset's number of layers")
-    parser.add_argument("--heads", type=int, default=None, help="override the preset's number of heads")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--hidden-size", type=positive_int, default=None,
+                        help="override the preset's width (default: the preset's)")
+    parser.add_argument("--layers", type=positive_int, default=None,
+                        help="override the preset's number of layers (default: the preset's)")
+    parser.add_argument("--heads", type=positive_int, default=None,
+                        help="override the preset's number of heads (default: the preset's)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    parser.add_argument("--bf16", action="store_true", help="run the pieces under bfloat16 autocast")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-growth", type=float, default=0.05,
+    parser.add_argument("--bf16", action="store_true", help="run the pieces under bfloat16 autocast (default: float32)")
+    parser.add_argument("--seed", type=nonneg_int, default=0, help="seed of the weights and the token ids (default 0)")
+    parser.add_argument("--max-growth", type=nonneg_float, default=0.05,
                         help="allowed RSS growth after the first piece, as a fraction (default 0.05)")
-    parser.add_argument("--sample-interval", type=float, default=0.25,
-                        help="seconds between background RSS samples (0: after each piece only)")
+    parser.add_argument("--sample-interval", type=nonneg_float, default=0.25,
+                        help="seconds between background RSS samples (0: after each piece only; default 0.25)")
     parser.add_argument("--no-trim", action="store_true",
-                        help="read the raw RSS after each piece, without returning the allocator's free pages first")
-    parser.add_argument("--all-logits", action="store_true", help="compute the logits of every position")
-    parser.add_argument("--json", type=Path, default=None, help="write the result (with every sample) here")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+                        help="read the raw RSS after each piece, without returning the allocator's free pages first "
+                             "(default: return them, glibc malloc_trim)")
+    parser.add_argument("--all-logits", action="store_true",
+                        help="compute the logits of every position (default: the last only)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="write the result (with every sample) here (default: not written)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines (default: about 20 of them)")
     return parser
 
 
 def run_stream(args: argparse.Namespace) -> int:
-    """Run the streaming benchmark described by ``args``; 0 when the memory stayed flat, 1 otherwise."""
+    """Run the streaming benchmark described by ``args``; 0 when the memory stayed flat, 1 otherwise.
+
+    A bad ``--device``, ``--preset`` or size raises :class:`~titanmem.cli_args.CommandError` (a ``ValueError``),
+    which ``titanmem`` prints as one line."""
     import torch
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
     overrides = {k: v for k, v in (("hidden_size", args.hidden_size), ("num_hidden_layers", args.layers),
                                    ("num_attention_heads", args.heads)) if v is not None}
     if "hidden_size" in overrides and "intermediate_size" not in overrides:
         overrides["intermediate_size"] = 3 * overrides["hidden_size"]
-    model = build_stream_model(args.preset, args.variant, args.seed, **overrides).to(device)
+    try:  # --device, --preset and the size overrides are checked here, by the code that uses them
+        device = resolve_device(args.device)
+        model = build_stream_model(args.preset, args.variant, args.seed, **overrides).to(device)
+    except (ValueError, TypeError) as err:
+        raise CommandError(str(err)) from err
     params = sum(p.numel() for p in model.parameters())
     print(f"stream: {args.variant} ({args.preset}{', ' + str(overrides) if overrides else ''}, {params:,} parameters), "
           f"{args.tokens:,} tokens x batch {args.batch} in pieces of {args.piece}, "

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -240,24 +239,27 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path) -> Path:
 
 def add_compare_arguments(parser: Any) -> None:
     """Options of ``titanmem eval compare`` on an ``argparse`` parser."""
-    parser.add_argument("models", nargs="+", metavar="PATH", help="model folders, checkpoints or run folders")
+    parser.add_argument("models", nargs="+", metavar="PATH",
+                        help="model folders, checkpoints or run folders (at least one)")
     parser.add_argument("--tasks", default="ppl", help=f"comma-separated tasks of {sorted(TASKS)} (default ppl)")
     parser.add_argument("--set", dest="task_args", action="append", default=[], metavar="TASK.KEY=VALUE",
-                        help="an argument of one task's runner, e.g. ppl.corpus=shakespeare ppl.max_docs=4")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--out", default="runs/eval/compare", help="folder for report.md, compare.json, plots")
+                        help="an argument of one task's runner, e.g. ppl.corpus=shakespeare ppl.max_docs=4 "
+                             "(repeat for several; default: the runners' defaults)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto: CUDA if available)")
+    parser.add_argument("--out", default="runs/eval/compare",
+                        help="folder for report.md, compare.json, plots (default runs/eval/compare)")
 
 
 def run_compare(args: Any) -> int:
     """``titanmem eval compare``: 0 when every task ran on every model, 1 if some failed, 2 on bad arguments."""
+    from ..cli_args import report_error
     from ..train.checkpoint import CheckpointError
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     try:
         report = compare_models(args.models, tasks, parse_task_args(args.task_args), device=args.device)
     except (ValueError, TypeError, CheckpointError) as err:
-        print(f"titanmem eval compare: {err}", file=sys.stderr)
-        return 2
+        return report_error("eval compare", err)
     path = write_report(report, args.out)
     print(f"wrote {path}")
     failed = any("error" in m for r in report["results"].values() for m in r.values())

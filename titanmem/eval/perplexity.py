@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..cli_args import nonneg_int, positive_int, report_error
 from ..data.corpora import Document, load_corpus, split_documents
 from ..data.shards import SEPARATOR
 from ..data.tokenizers import ByteTokenizer, Tokenizer
@@ -73,7 +74,7 @@ def stream_scores(
     for start in range(0, max(len(full) - 1, 0), piece):
         stop = min(start + piece, len(full) - 1)  # inputs full[start:stop] predict full[start + 1 : stop + 1]
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            logits = model(full[None, start:stop], past_key_values=cache, use_cache=True).logits[0]
+            logits = model(full[None, start:stop], cache=cache, use_cache=True).logits[0]
         lo = max(start + 1, first)
         if lo > stop:
             continue
@@ -173,7 +174,7 @@ def evaluate_perplexity(
     """Stream every document (its first ``max_tokens`` tokens if set) and total the scores.
 
     Args:
-        model: a causal LM taking ``past_key_values=TitansCache``.
+        model: a causal LM taking ``cache=TitansCache`` (updated in place).
         tokenizer: the model's tokenizer (``encode``/``decode``).
         documents: the texts; empty ones are skipped.
         piece: tokens per forward; the result does not depend on it (up to float rounding).
@@ -269,19 +270,24 @@ def ppl_task(model: torch.nn.Module, tokenizer: Tokenizer, *, corpus: str = "sot
 def add_ppl_arguments(parser: Any) -> None:
     """Options of ``titanmem eval ppl`` on an ``argparse`` parser."""
     parser.add_argument("--model", action="append", required=True, metavar="PATH",
-                        help="model folder, training checkpoint or run folder; repeat to compare models")
+                        help="model folder, training checkpoint or run folder; repeat to compare models (required)")
     parser.add_argument("--corpus", default="sotu", help="corpus name (default sotu)")
-    parser.add_argument("--corpus-path", default=None, help="where the corpus is read from (default: installed)")
+    parser.add_argument("--corpus-path", default=None,
+                        help="where the corpus is read from (default: the installed package)")
     parser.add_argument("--split", default="val", choices=SPLITS, help="document split (default val)")
     parser.add_argument("--val-fraction", type=float, default=None,
                         help="validation fraction of the split (default: the first model's training job, else 0.05)")
-    parser.add_argument("--split-seed", type=int, default=None, help="split seed (default: as --val-fraction, else 0)")
-    parser.add_argument("--max-docs", type=int, default=None, help="score only the first N documents")
-    parser.add_argument("--max-tokens", type=int, default=None, help="score only each document's first N tokens")
-    parser.add_argument("--piece", type=int, default=512, help="tokens per forward (default 512)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA)")
-    parser.add_argument("--out", default="runs/eval/ppl", help="folder for ppl.json, ppl.md and the plot")
+    parser.add_argument("--split-seed", type=nonneg_int, default=None,
+                        help="split seed (default: as --val-fraction, else 0)")
+    parser.add_argument("--max-docs", type=positive_int, default=None,
+                        help="score only the first N documents (default: all)")
+    parser.add_argument("--max-tokens", type=positive_int, default=None,
+                        help="score only each document's first N tokens (default: all)")
+    parser.add_argument("--piece", type=positive_int, default=512, help="tokens per forward (default 512)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto: CUDA if available)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast on CUDA (default: float32)")
+    parser.add_argument("--out", default="runs/eval/ppl",
+                        help="folder for ppl.json, ppl.md and the plot (default runs/eval/ppl)")
 
 
 def _split_settings(args: Any) -> tuple[float, int]:
@@ -303,7 +309,6 @@ def _split_settings(args: Any) -> tuple[float, int]:
 def run_ppl(args: Any) -> int:
     """``titanmem eval ppl``: score each ``--model`` on the same documents; write JSON, markdown and a plot."""
     import json
-    import sys
 
     from ..data.documents import CorpusNotFoundError
     from ..train.checkpoint import CheckpointError
@@ -328,8 +333,7 @@ def run_ppl(args: Any) -> int:
             results.append(res)
             del model
     except (ValueError, TypeError, CorpusNotFoundError, CheckpointError) as err:
-        print(f"titanmem eval ppl: {err}", file=sys.stderr)
-        return 2
+        return report_error("eval ppl", err)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"corpus": args.corpus, "split": args.split, "val_fraction": fraction, "split_seed": seed,

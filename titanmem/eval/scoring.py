@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ..data.tokenizers import Tokenizer, get_tokenizer
+from ..models import TitansCache
 from .tasks.base import Example, Task
 
 __all__ = [
@@ -60,18 +61,16 @@ def greedy_decode(model: torch.nn.Module, input_ids: torch.Tensor, max_new_token
         raise ValueError(f"prefill_chunk must be an int >= 1, got {prefill_chunk!r}")
     device = next(model.parameters()).device
     input_ids = input_ids.to(device)
-    cache, logits = None, None
+    cache, logits = TitansCache(), None  # updated in place by every call
     for start in range(0, input_ids.shape[1], prefill_chunk):
-        out = model(input_ids[:, start : start + prefill_chunk], past_key_values=cache, use_cache=True,
-                    logits_to_keep=1)
-        cache, logits = out.past_key_values, out.logits[:, -1]
+        logits = model(input_ids[:, start : start + prefill_chunk], cache=cache, use_cache=True,
+                       logits_to_keep=1).logits[:, -1]
     tokens = []
     for step in range(max_new_tokens):
         nxt = logits.argmax(dim=-1)
         tokens.append(nxt)
         if step + 1 < max_new_tokens:
-            out = model(nxt[:, None], past_key_values=cache, use_cache=True, logits_to_keep=1)
-            cache, logits = out.past_key_values, out.logits[:, -1]
+            logits = model(nxt[:, None], cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
     return torch.stack(tokens, dim=1)
 
 

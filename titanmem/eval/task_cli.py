@@ -13,9 +13,10 @@ one recorded with the model unless ``--tokenizer`` names one.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
+
+from ..cli_args import int_at_least, nonneg_int, positive_int, report_error
 
 __all__ = [
     "add_babilong_arguments", "add_mqar_arguments", "add_niah_arguments", "add_train_task_arguments", "babilong_task",
@@ -48,17 +49,20 @@ def _names(text: str) -> list[str]:
 
 
 def _add_common(parser: argparse.ArgumentParser, out: str, lengths: str) -> None:
-    parser.add_argument("--model", required=True, help="Hugging Face model folder, training checkpoint or run folder")
+    parser.add_argument("--model", required=True,
+                        help="Hugging Face model folder, training checkpoint or run folder (required)")
     parser.add_argument("--lengths", type=_ints, default=_ints(lengths),
                         help=f"context lengths in tokens (default {lengths})")
-    parser.add_argument("--samples", type=int, default=10, help="examples per length (and depth); default 10")
+    parser.add_argument("--samples", type=positive_int, default=10, help="examples per length (and depth); default 10")
     parser.add_argument("--out", default=out, help=f"folder for results.json and plots (default {out})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the test examples")
+    parser.add_argument("--seed", type=nonneg_int, default=0, help="seed of the test examples (default 0)")
     parser.add_argument("--tokenizer", default=None,
                         help="tokenizer spec (default: the one recorded with the model)")
-    parser.add_argument("--batch-size", type=int, default=8, help="examples decoded together (equal lengths)")
-    parser.add_argument("--prefill-chunk", type=int, default=2048, help="tokens per prefill call (bounds memory)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--batch-size", type=positive_int, default=8,
+                        help="examples decoded together (equal lengths; default 8)")
+    parser.add_argument("--prefill-chunk", type=positive_int, default=2048,
+                        help="tokens per prefill call, bounds memory (default 2048)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto: CUDA if available)")
 
 
 def add_niah_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,17 +72,23 @@ def add_niah_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated (default passkey,niah_number,niah_word,niah_uuid)")
     parser.add_argument("--depths", type=_floats, default=[0.0, 25.0, 50.0, 75.0, 100.0],
                         help="needle depths in percent (default 0,25,50,75,100)")
-    parser.add_argument("--digits", type=int, default=None, help="digits of pass keys / magic numbers (default 5 / 7)")
-    parser.add_argument("--haystack", default=None, help="haystack of every task (default: noise for passkey, essays)")
+    parser.add_argument("--digits", type=positive_int, default=None,
+                        help="digits of pass keys / magic numbers (default 5 / 7)")
+    parser.add_argument("--haystack", default=None,
+                        help="haystack of every task (default: noise for passkey, essays for the others)")
 
 
 def add_mqar_arguments(parser: argparse.ArgumentParser) -> None:
     """Multi-query associative recall."""
     _add_common(parser, "runs/eval/mqar", "256,512,1024,2048")
-    parser.add_argument("--num-pairs", type=int, default=None, help="pairs per context (default: as many as fit)")
-    parser.add_argument("--num-queries", type=int, default=8)
-    parser.add_argument("--num-keys", type=int, default=100)
-    parser.add_argument("--num-values", type=int, default=100)
+    parser.add_argument("--num-pairs", type=positive_int, default=None,
+                        help="key-value pairs per context (default: as many as fit)")
+    parser.add_argument("--num-queries", type=positive_int, default=8,
+                        help="keys asked about per context (default 8)")
+    parser.add_argument("--num-keys", type=positive_int, default=100,
+                        help="size of the vocabulary keys are drawn from (default 100)")
+    parser.add_argument("--num-values", type=positive_int, default=100,
+                        help="size of the vocabulary values are drawn from (default 100)")
 
 
 def add_babilong_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,39 +96,38 @@ def add_babilong_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common(parser, "runs/eval/babilong", "512,1024,2048,4096")
     parser.add_argument("--qa", type=_names, default=["qa1", "qa2", "qa3"],
                         help="comma-separated, of qa1-qa5 (default qa1,qa2,qa3)")
-    parser.add_argument("--num-facts", type=int, default=6)
+    parser.add_argument("--num-facts", type=int_at_least(2), default=6,
+                        help="facts of each story hidden in the context, at least 2 (default 6)")
     parser.add_argument("--haystack", default="shakespeare", help="book corpus or 'generated' (default shakespeare)")
 
 
 def add_train_task_arguments(parser: argparse.ArgumentParser) -> None:
     """Train a tiny model on a task and score it at 1x-16x the training length."""
-    parser.add_argument("--config", default=None, help="TOML task job (see configs/tasks/)")
+    parser.epilog = "Any --section.key=value after the options overrides the config file, like --set."
+    parser.add_argument("--config", default=None,
+                        help="TOML task job, e.g. configs/tasks/mac.toml (default: the built-in job's defaults)")
     parser.add_argument("--set", dest="set_overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a config value (repeatable); --section.key=value also works when the "
-                             "caller passes unknown arguments in args.overrides")
+                        help="change one value of the config, e.g. --set train.steps=200 (repeat for several)")
 
 
 def _evaluate(args: argparse.Namespace, tasks: list[tuple[str, dict[str, Any]]], depths: list[float] | None,
               kind: str) -> int:
+    from ..data.tokenizers import get_tokenizer
+    from ..train.checkpoint import CheckpointError
+    from .loading import load_model
     from .scoring import ModelAnswerer, evaluate_task, plot_accuracy_vs_length, plot_heatmap, write_json
     from .tasks import make_task
 
-    for name, value in (("--samples", args.samples), ("--batch-size", args.batch_size),
-                        ("--prefill-chunk", args.prefill_chunk)):
-        if value < 1:
-            print(f"titanmem eval {kind}: {name} must be >= 1, got {value}", file=sys.stderr)
-            return 2
     try:
-        from ..data.tokenizers import get_tokenizer
-        from .loading import load_model
-
         model, tokenizer = load_model(args.model, args.device)
+    except (ValueError, TypeError, FileNotFoundError, CheckpointError) as err:
+        return report_error(f"eval {kind}", f"--model: {err}")
+    try:
         if args.tokenizer is not None:
             tokenizer = get_tokenizer(args.tokenizer)
         built = [make_task(name, tokenizer=tokenizer, **params) for name, params in tasks]
     except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"titanmem eval {kind}: {err}", file=sys.stderr)
-        return 2
+        return report_error(f"eval {kind}", err)
     out = Path(args.out)
     answerer = ModelAnswerer(model, tokenizer, args.prefill_chunk)
     all_rows, payload = [], {"model": str(args.model), "tokenizer": tokenizer.name, "seed": args.seed,
@@ -152,9 +161,8 @@ def run_niah(args: argparse.Namespace) -> int:
         tasks.append((name, params))
     unknown = [n for n, _ in tasks if n not in ("passkey", "niah_number", "niah_word", "niah_uuid")]
     if unknown:
-        print(f"titanmem eval niah: --tasks must be among passkey,niah_number,niah_word,niah_uuid, got {unknown}",
-              file=sys.stderr)
-        return 2
+        return report_error("eval niah",
+                            f"--tasks must be among passkey,niah_number,niah_word,niah_uuid, got {unknown}")
     return _evaluate(args, tasks, args.depths, "niah")
 
 
@@ -180,8 +188,7 @@ def run_train_task(args: argparse.Namespace) -> int:
     try:
         job = load_task_job(args.config, overrides)
     except ValueError as err:
-        print(f"titanmem eval train-task: {err}", file=sys.stderr)
-        return 2
+        return report_error("eval train-task", err)
     results = run_task_job(job)
     print(f"wrote {Path(job.out_dir) / 'results.json'} ({results['train_seconds']:.0f}s training)")
     return 0

@@ -4,6 +4,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from .cache import TitansCache
 from .configuration_titans import TitansConfig
+from .hf_compat import CACHE_KWARG, output_cache
 from .modeling_titans import TitansForCausalLM, TitansModel, TitansPreTrainedModel
 from .presets import PRESETS
 
@@ -13,4 +14,7 @@ AutoConfig.register(TitansConfig.model_type, TitansConfig, exist_ok=True)
 AutoModel.register(TitansConfig, TitansModel, exist_ok=True)
 AutoModelForCausalLM.register(TitansConfig, TitansForCausalLM, exist_ok=True)
 
-__all__ = ["PRESETS", "TitansCache", "TitansConfig", "TitansForCausalLM", "TitansModel", "TitansPreTrainedModel"]
+__all__ = [
+    "CACHE_KWARG", "PRESETS", "TitansCache", "TitansConfig", "TitansForCausalLM", "TitansModel", "TitansPreTrainedModel",
+    "output_cache",
+]

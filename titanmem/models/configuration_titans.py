@@ -59,7 +59,7 @@ class TitansConfig(PreTrainedConfig):
     """
 
     model_type = "titans"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
 
     variant: str = "mac"
     vocab_size: int = 256

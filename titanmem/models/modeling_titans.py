@@ -19,19 +19,46 @@ from ..blocks import build_block
 from ..modules.norm import RMSNorm
 from .cache import TitansCache
 from .configuration_titans import TitansConfig
+from .hf_compat import CACHE_KWARG
 
 __all__ = ["TitansForCausalLM", "TitansModel", "TitansPreTrainedModel"]
 
 
-def _check_attention_mask(attention_mask: torch.Tensor | None) -> None:
+def _check_attention_mask(attention_mask: torch.Tensor | None, batch: int, length: int, seen: int) -> None:
+    """Refuse a mask that does not describe this call's ``[batch, length]`` tokens, or one with padding.
+
+    ``attention_mask`` may cover this call's tokens (``[B, T]``) or, as ``generate`` passes it, every
+    token of the sequence so far (``[B, seen + T]``).
+    """
+    if attention_mask is None:
+        return
+    if not isinstance(attention_mask, torch.Tensor):
+        raise TypeError(f"attention_mask must be a torch.Tensor or None, got {type(attention_mask).__name__}")
+    shape = tuple(attention_mask.shape)
+    allowed = {(batch, length), (batch, seen + length)}
+    if shape not in allowed:
+        with_cache = f" or (batch, cached + new tokens) = {(batch, seen + length)}" if seen else ""
+        raise ValueError(
+            f"attention_mask must have the shape of input_ids {(batch, length)}{with_cache}, got {shape}"
+        )
     # A padded position would still be written into the memory (and shift every later chunk and
     # segment boundary), so masking it out of attention alone would not make padding harmless.
-    if attention_mask is not None and bool((attention_mask == 0).any()):
+    if bool((attention_mask == 0).any()):
         raise ValueError(
             "attention_mask must contain only ones: padding is not supported, because padded tokens would "
             "still change the memory's contents and chunk boundaries; run sequences of different lengths "
-            f"separately (got a mask of shape {tuple(attention_mask.shape)} with zeros)"
+            f"separately (got a mask of shape {shape} with zeros)"
         )
+
+
+def _one_cache(cache: TitansCache | None, past_key_values: TitansCache | None) -> TitansCache | None:
+    """The cache given under either name (``cache``, transformers >= 5.24, or ``past_key_values``)."""
+    if cache is not None and past_key_values is not None and cache is not past_key_values:
+        raise ValueError("got two different caches, as cache and as past_key_values: pass one of them")
+    cache = past_key_values if cache is None else cache
+    if cache is not None and not isinstance(cache, TitansCache):
+        raise TypeError(f"cache must be a TitansCache or None, got {type(cache).__name__}")
+    return cache
 
 
 def causal_lm_loss(
@@ -61,7 +88,7 @@ class TitansPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = False
     _no_split_modules = ["LMMBlock", "MACBlock", "MAGBlock", "MALBlock", "TransformerBlock"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache", "past_key_values"]
     # The blocks carry recurrent state: a generated token cannot be taken back (assisted decoding).
     _is_stateful = True
 
@@ -94,42 +121,51 @@ class TitansModel(TitansPreTrainedModel):
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: TitansCache | None = None,
+        cache: TitansCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        past_key_values: TitansCache | None = None,
     ) -> BaseModelOutputWithPast | tuple:
         """``input_ids [B, T]`` (or ``inputs_embeds [B, T, C]``) -> ``last_hidden_state [B, T, C]``.
 
-        With ``past_key_values`` the tokens continue the sequences it holds, and it is updated in
-        place; with ``use_cache`` (default ``config.use_cache``) and no cache a new one is returned.
-        ``hidden_states`` (with ``output_hidden_states``): the embeddings, then each block's output
-        ``[B, T, C]`` before the final norm.
+        With ``cache`` (or its older name ``past_key_values``; the same object under both is fine) the
+        tokens continue the sequences it holds, and it is updated in place; with ``use_cache`` (default
+        ``config.use_cache``) and no cache a new one is returned, under the installed transformers'
+        field name (``cache`` from 5.24, else ``past_key_values``). ``attention_mask`` is ``[B, T]``
+        or ``[B, cached + T]`` and all ones. ``hidden_states`` (with ``output_hidden_states``): the
+        embeddings, then each block's output ``[B, T, C]`` before the final norm.
+
+        Raises:
+            ValueError: both or neither of ``input_ids`` and ``inputs_embeds``; two different caches;
+                an ``attention_mask`` of another shape or with zeros (padding).
+            TypeError: a cache that is not a :class:`TitansCache`.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        if past_key_values is not None and not isinstance(past_key_values, TitansCache):
-            raise TypeError(f"past_key_values must be a TitansCache or None, got {type(past_key_values).__name__}")
-        _check_attention_mask(attention_mask)
+        cache = _one_cache(cache, past_key_values)
+        tokens = input_ids if inputs_embeds is None else inputs_embeds
+        _check_attention_mask(attention_mask, tokens.shape[0], tokens.shape[1],
+                              0 if cache is None else cache.get_seq_length())
         use_cache = self.config.use_cache if use_cache is None else use_cache
         output_hidden_states = bool(output_hidden_states if output_hidden_states is not None
                                     else self.config.output_hidden_states)
         return_dict = self.config.return_dict if return_dict is None else return_dict
-        if past_key_values is None and use_cache:
-            past_key_values = TitansCache()
+        if cache is None and use_cache:
+            cache = TitansCache()
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         hidden = [x] if output_hidden_states else None
         for i, block in enumerate(self.layers):
-            state = None if past_key_values is None else past_key_values.get_state(i)
+            state = None if cache is None else cache.get_state(i)
             x, state = block(x, state)
-            if past_key_values is not None:
-                past_key_values.set_state(i, state)
+            if cache is not None:
+                cache.set_state(i, state)
             if hidden is not None:
                 hidden.append(x)
-        if past_key_values is not None:
-            past_key_values.seen_tokens += x.shape[1]
-        out = BaseModelOutputWithPast(last_hidden_state=self.norm(x), past_key_values=past_key_values,
+        if cache is not None:
+            cache.seen_tokens += x.shape[1]
+        out = BaseModelOutputWithPast(last_hidden_state=self.norm(x), **{CACHE_KWARG: cache},
                                       hidden_states=None if hidden is None else tuple(hidden))
         return out if return_dict else out.to_tuple()
 
@@ -139,7 +175,8 @@ class TitansForCausalLM(TitansPreTrainedModel, GenerationMixin):
 
     Greedy decoding and sampling are supported; beam search and assisted decoding are not (the blocks'
     states cannot be reordered or rolled back). Padding is not supported: ``attention_mask`` must be
-    all ones.
+    all ones. The cache is passed as ``cache`` or ``past_key_values`` on every transformers release
+    (see :mod:`titanmem.models.hf_compat`).
     """
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
@@ -166,7 +203,7 @@ class TitansForCausalLM(TitansPreTrainedModel, GenerationMixin):
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: TitansCache | None = None,
+        cache: TitansCache | None = None,
         use_cache: bool | None = None,
         labels: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
@@ -174,10 +211,12 @@ class TitansForCausalLM(TitansPreTrainedModel, GenerationMixin):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         logits_to_keep: int = 0,
+        past_key_values: TitansCache | None = None,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast | tuple:
         """``input_ids [B, T]`` -> ``logits [B, T, V]`` (the last ``logits_to_keep`` positions if > 0).
 
+        ``cache``/``past_key_values`` and ``attention_mask`` as in :meth:`TitansModel.forward`.
         ``labels [B, T]`` (``-100`` = ignored) give ``loss``, the cross-entropy of position t's logits
         against the label at t + 1. ``kwargs`` may hold ``num_items_in_batch`` (see
         :func:`causal_lm_loss`); anything else raises ``TypeError``.
@@ -190,8 +229,8 @@ class TitansForCausalLM(TitansPreTrainedModel, GenerationMixin):
         if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
             raise ValueError(f"logits_to_keep must be an int >= 0, got {logits_to_keep!r}")
         return_dict = self.config.return_dict if return_dict is None else return_dict
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=past_key_values,
-                         inputs_embeds=inputs_embeds, use_cache=use_cache,
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, cache=cache,
+                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
                          output_hidden_states=output_hidden_states, return_dict=True)
         hidden = out.last_hidden_state
         logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
@@ -200,28 +239,32 @@ class TitansForCausalLM(TitansPreTrainedModel, GenerationMixin):
             if logits_to_keep:
                 raise ValueError("labels need the logits of every position: pass logits_to_keep=0")
             loss = causal_lm_loss(logits, labels, num_items)
-        result = CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values,
+        result = CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_KWARG: out.get(CACHE_KWARG)},
                                         hidden_states=out.hidden_states)
         return result if return_dict else result.to_tuple()
 
     def prepare_inputs_for_generation(
         self,
         input_ids: torch.LongTensor,
-        past_key_values: TitansCache | None = None,
+        cache: TitansCache | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | None = None,
+        past_key_values: TitansCache | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         """The inputs of the next forward in ``generate``: only the tokens the cache has not seen.
 
         The sequence so far is ``inputs_embeds`` (a prompt given as embeddings, if any) followed by
-        ``input_ids``; without a cache every step reads it all again.
+        ``input_ids``; without a cache every step reads it all again. The cache arrives under either
+        name and is passed on under the installed transformers' name. Other ``kwargs`` of the
+        generation loop (``next_sequence_length``, ``is_first_iteration``, ...) are not needed: the
+        cache itself counts the tokens it has seen.
         """
-        seen = 0 if past_key_values is None else past_key_values.get_seq_length()
-        inputs: dict[str, Any] = {"past_key_values": past_key_values, "use_cache": use_cache,
-                                  "attention_mask": attention_mask}
+        cache = _one_cache(cache, past_key_values)
+        seen = 0 if cache is None else cache.get_seq_length()
+        inputs: dict[str, Any] = {CACHE_KWARG: cache, "use_cache": use_cache, "attention_mask": attention_mask}
         prompt = 0 if inputs_embeds is None else inputs_embeds.shape[1]
         if seen < prompt:
             embeds = self.get_input_embeddings()(input_ids).to(inputs_embeds.dtype)
@@ -234,3 +277,29 @@ class TitansForCausalLM(TitansPreTrainedModel, GenerationMixin):
             if kwargs.get(key) is not None:
                 inputs[key] = kwargs[key]
         return inputs
+
+    def generate(self, inputs: torch.Tensor | None = None, generation_config: Any = None, **kwargs: Any) -> Any:
+        """``GenerationMixin.generate`` with two Titans-specific rules applied first.
+
+        - A cache given as ``cache`` or ``past_key_values`` is passed on under the installed
+          transformers' name, so both spellings work on every release without a deprecation warning.
+        - Without an ``attention_mask``, every prompt token is real: an all-ones mask is passed. (Left
+          alone, transformers infers a mask with zeros wherever the prompt happens to contain
+          ``pad_token_id``, and the model, which does not support padding, would refuse it.)
+
+        Raises:
+            ValueError: an ``attention_mask`` not of the prompt's shape ``[B, T]`` or with zeros, two
+                different caches, or a generation mode other than greedy search and sampling.
+        """
+        given = [name for name in ("cache", "past_key_values") if kwargs.get(name) is not None]
+        if given:
+            kwargs[CACHE_KWARG] = _one_cache(kwargs.pop("cache", None), kwargs.pop("past_key_values", None))
+        prompt = kwargs.get("input_ids") if inputs is None else inputs
+        mask = kwargs.get("attention_mask")
+        if isinstance(prompt, torch.Tensor) and prompt.ndim == 2 and not prompt.is_floating_point():
+            if mask is None:
+                kwargs["attention_mask"] = torch.ones_like(prompt)
+            elif isinstance(mask, torch.Tensor) and tuple(mask.shape) != tuple(prompt.shape):
+                raise ValueError(f"attention_mask must have the shape of input_ids {tuple(prompt.shape)}, "
+                                 f"got {tuple(mask.shape)}")
+        return super().generate(inputs, generation_config, **kwargs)

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from ..cli_args import positive_float, positive_int, report_error
 from .forecast import MODELS, ForecastJob
 from .forecast_report import format_table, load_run_model, plot_test_window, run_grid, summarize
 
 __all__ = ["add_forecast_arguments", "run_forecast_command"]
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {text!r}")
-    return values
+def _int_list(minimum: int) -> Callable[[str], list[int]]:
+    """An argparse ``type``: comma-separated integers, each ``>= minimum``."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            values = []
+        if not values or min(values) < minimum:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers >= {minimum}, got {text!r}")
+        return values
+
+    return parse
 
 
 def _model_list(text: str) -> list[str]:
@@ -35,21 +41,27 @@ def _model_list(text: str) -> list[str]:
 def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``titanmem forecast``."""
     parser.add_argument("--data", action="append", required=True,
-                        help="ETT CSV (repeat for several files), e.g. ../shared/data/ett/ETTh1.csv")
-    parser.add_argument("--horizon", type=_int_list, default=[96], help="comma-separated horizons (default 96)")
+                        help="ETT CSV, repeat for several files (required), e.g. data/ett/ETTh1.csv in a clone")
+    parser.add_argument("--horizon", type=_int_list(1), default=[96],
+                        help="comma-separated horizons in time steps (default 96)")
     parser.add_argument("--model", type=_model_list, default=["memory"],
                         help=f"comma-separated models among {', '.join(MODELS)} (default memory)")
-    parser.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds (default 0)")
-    parser.add_argument("--lookback", type=int, default=96)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--patience", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: per model, see docs)")
-    parser.add_argument("--max-train-windows", type=int, default=None, help="use only the first N training windows")
-    parser.add_argument("--config", default=None, help="JSON of forecaster fields, e.g. '{\"d_model\": 64}'")
+    parser.add_argument("--seeds", type=_int_list(0), default=[0],
+                        help="comma-separated seeds, one run per seed (default 0)")
+    parser.add_argument("--lookback", type=positive_int, default=96,
+                        help="past time steps each forecast reads (default 96)")
+    parser.add_argument("--epochs", type=positive_int, default=10, help="training epochs at most (default 10)")
+    parser.add_argument("--patience", type=positive_int, default=3,
+                        help="stop after this many epochs without a better validation MSE (default 3)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="training windows per step (default 32)")
+    parser.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: per model, see docs)")
+    parser.add_argument("--max-train-windows", type=positive_int, default=None,
+                        help="use only the first N training windows (default: all)")
+    parser.add_argument("--config", default=None,
+                        help="JSON of forecaster fields, e.g. '{\"d_model\": 64}' (default: the model's defaults)")
     parser.add_argument("--out", default="runs/forecast", help="output folder (default runs/forecast)")
-    parser.add_argument("--no-plot", action="store_true", help="skip the test-window plots")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-plot", action="store_true", help="skip the test-window plots (default: draw them)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (default: show them)")
 
 
 def run_forecast_command(args: argparse.Namespace) -> int:
@@ -67,8 +79,7 @@ def run_forecast_command(args: argparse.Namespace) -> int:
             if not Path(path).is_file():
                 raise ValueError(f"--data {path} is not a file (ETT CSVs: https://github.com/zhouhaoyi/ETDataset)")
     except (ValueError, TypeError) as err:
-        print(f"titanmem forecast: {err}", file=sys.stderr)
-        return 2
+        return report_error("forecast", err)
     out = Path(args.out)
     results = []
     for path in args.data:

@@ -257,7 +257,7 @@ def _train(cfg: JobConfig, info: DistInfo, resume: bool | str | Path, stop_at: i
                 with torch.autocast(info.device.type, dtype=run.autocast, enabled=run.autocast is not None):
                     if cfg.run.tbptt:
                         cache = cache if cache is not None else TitansCache()
-                        logits = wrapped(input_ids=batch[:, :-1], past_key_values=cache, use_cache=True).logits
+                        logits = wrapped(input_ids=batch[:, :-1], cache=cache, use_cache=True).logits
                     else:
                         logits = wrapped(input_ids=batch[:, :-1], use_cache=False).logits
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))

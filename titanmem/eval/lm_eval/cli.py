@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ...cli_args import nonneg_int, positive_float, positive_int, report_error
+
 __all__ = ["add_lm_eval_arguments", "lm_eval_task", "run_lm_eval"]
 
 INSTALL_HINT = "pip install 'titanmem[eval]'  (lm_eval==0.4.13)"
@@ -17,19 +19,25 @@ INSTALL_HINT = "pip install 'titanmem[eval]'  (lm_eval==0.4.13)"
 def add_lm_eval_arguments(parser: Any) -> None:
     """Options of ``titanmem eval lm-eval`` on an ``argparse`` parser."""
     parser.add_argument("--model", required=True, metavar="PATH",
-                        help="model folder, training checkpoint or run folder")
+                        help="model folder, training checkpoint or run folder (required)")
     parser.add_argument("--tasks", default="titanmem",
                         help="comma-separated lm-eval tasks or tags (default: the local 'titanmem' tasks)")
     parser.add_argument("--backend", default="titanmem", choices=("titanmem", "hf"),
                         help="titanmem: whole inputs streamed with the cache (default); hf: lm-eval's own "
                              "Hugging Face model, windows of the training length")
-    parser.add_argument("--limit", type=float, default=None, help="examples per task (a fraction if < 1)")
-    parser.add_argument("--num-fewshot", type=int, default=None)
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float64"))
-    parser.add_argument("--piece", type=int, default=512, help="tokens per forward (titanmem backend)")
-    parser.add_argument("--include-path", action="append", default=[], help="more task folders")
-    parser.add_argument("--out", default="runs/eval/lm_eval", help="folder for results.json (and the hf folder)")
+    parser.add_argument("--limit", type=positive_float, default=None,
+                        help="examples per task, a fraction of them if < 1 (default: all)")
+    parser.add_argument("--num-fewshot", type=nonneg_int, default=None,
+                        help="examples shown before each question (default: each task's own setting)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto: CUDA if available)")
+    parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float64"),
+                        help="parameter dtype (default: the saved one, float32)")
+    parser.add_argument("--piece", type=positive_int, default=512,
+                        help="tokens per forward, titanmem backend (default 512)")
+    parser.add_argument("--include-path", action="append", default=[],
+                        help="another folder of lm-eval task YAMLs (repeatable; default: the local tasks only)")
+    parser.add_argument("--out", default="runs/eval/lm_eval",
+                        help="folder for results.json and the hf folder (default runs/eval/lm_eval)")
 
 
 def _hf_model_args(path: str, out: Path) -> dict[str, Any]:
@@ -112,8 +120,7 @@ def run_lm_eval(args: Any) -> int:
             model=args.backend, model_args=model_args, tasks=tasks, task_manager=manager, limit=limit,
             num_fewshot=args.num_fewshot, device=None if args.device == "auto" else args.device, log_samples=False)
     except (ValueError, TypeError, CheckpointError) as err:
-        print(f"titanmem eval lm-eval: {err}", file=sys.stderr)
-        return 2
+        return report_error("eval lm-eval", err)
     if results is None:  # not rank 0
         return 0
     print(make_table(results))

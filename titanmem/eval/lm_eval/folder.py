@@ -3,8 +3,8 @@
 
 ``lm_eval --model hf --model_args pretrained=<folder>,trust_remote_code=True`` then loads it offline:
 the ``auto_map`` in ``config.json`` names ``titanmem_remote.py``, which only imports the installed
-``titanmem`` classes. In a process that has imported ``titanmem.models`` (``titanmem eval lm-eval``,
-or Python after ``import titanmem.models``) ``trust_remote_code`` is not needed.
+``titanmem`` classes. In a process that has imported ``titanmem`` (``titanmem eval lm-eval``, or
+Python after ``import titanmem``) ``trust_remote_code`` is not needed.
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ class TitansLM(TemplateLM):
 
         cache, ids = TitansCache(), torch.tensor(context, dtype=torch.long, device=self._device)
         for start in range(0, len(ids), self.piece):
-            logits = self.model(ids[None, start : start + self.piece], past_key_values=cache, logits_to_keep=1).logits
+            logits = self.model(ids[None, start : start + self.piece], cache=cache, logits_to_keep=1).logits
         generated: list[int] = []
         text = ""
         for _ in range(max_tokens):
@@ -140,7 +140,7 @@ class TitansLM(TemplateLM):
             if stops:
                 return text[: min(stops)]
             step = torch.tensor([[token]], device=self._device)
-            logits = self.model(step, past_key_values=cache, logits_to_keep=1).logits
+            logits = self.model(step, cache=cache, logits_to_keep=1).logits
         return text
 
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
