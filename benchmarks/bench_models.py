@@ -2,7 +2,7 @@
 
 Each measurement runs in a fresh subprocess, so its peak RSS is its own.
 
-    PYTHONPATH=. python benchmarks/bench_models.py            # the issue's sweep
+    PYTHONPATH=. python benchmarks/bench_models.py            # the full sweep
     PYTHONPATH=. python benchmarks/bench_models.py --quick    # smoke test
 """
 

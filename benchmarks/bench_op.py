@@ -200,7 +200,7 @@ def machine_info(threads: int) -> dict[str, Any]:
 
 
 def targets(rows: list[dict[str, Any]]) -> list[str]:
-    """Lines stating whether the two issue targets are met by the measured rows."""
+    """Lines stating whether the two targets (matmul share, peak memory) are met by the measured rows."""
     def find(T: int, read: str) -> dict[str, Any] | None:
         return next((r for r in rows if r["B"] == 4 and r["T"] == T and r["read"] == read
                      and r["mode"] == "fwd+bwd" and "error" not in r), None)

@@ -51,7 +51,7 @@ from bench_op import check_device_arg, current_rss_kib, device_setup, machine_in
 
 MiB = 2**20
 IMPLS = ("titanmem", "titanmem-compiled", "titanmem-chunkread", "titans-pytorch", "attention")
-# (a) and (b) of issue 6: width, heads x 64, 2-layer memory MLP of hidden 4 * 64 = 256 per head.
+# Sizes (a) and (b): width, heads x 64, 2-layer memory MLP of hidden 4 * 64 = 256 per head.
 SIZES = {"a": dict(dim=256, heads=4, head_dim=64), "b": dict(dim=512, heads=8, head_dim=64)}
 MEMORY_DEPTH, MEMORY_EXPANSION = 2, 4
 

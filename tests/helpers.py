@@ -36,22 +36,22 @@ class Inputs:
     q: torch.Tensor
     k: torch.Tensor
     v: torch.Tensor
-    lr: torch.Tensor
-    momentum: torch.Tensor
-    decay: torch.Tensor
+    theta: torch.Tensor
+    eta: torch.Tensor
+    alpha: torch.Tensor
     state: MemoryState
 
     def args(self) -> tuple:
-        return (self.q, self.k, self.v, self.lr, self.momentum, self.decay, self.state)
+        return (self.q, self.k, self.v, self.theta, self.eta, self.alpha, self.state)
 
     def leaves(self) -> list[torch.Tensor]:
         """Every differentiable input: q, k, v, the three gates, initial weights and momentum."""
-        return [self.q, self.k, self.v, self.lr, self.momentum, self.decay,
+        return [self.q, self.k, self.v, self.theta, self.eta, self.alpha,
                 *self.state.weights, *self.state.momentum]
 
     def leaf_names(self) -> list[str]:
         depth = len(self.state.weights)
-        return (["q", "k", "v", "lr", "momentum", "decay"]
+        return (["q", "k", "v", "theta", "eta", "alpha"]
                 + [f"W0[{i}]" for i in range(depth)] + [f"S0[{i}]" for i in range(depth)])
 
 
@@ -91,16 +91,16 @@ def make_inputs(B: int = 2, T: int = 9, H: int = 2, Dk: int = 8, Dv: int = 8, de
     q = normed(B, T, H, Dk)
     k = normed(B, T, H, Dk)
     v = torch.randn(B, T, H, Dv, dtype=f64, generator=g)
-    lr = torch.rand(B, T, H, dtype=f64, generator=g) * lr_scale
+    theta = torch.rand(B, T, H, dtype=f64, generator=g) * lr_scale
     mom = torch.rand(B, T, H, dtype=f64, generator=g)
     dec = torch.rand(B, T, H, dtype=f64, generator=g) * decay_scale
-    q, k, v, lr, mom, dec = (t.to(dtype) for t in (q, k, v, lr, mom, dec))
+    q, k, v, theta, mom, dec = (t.to(dtype) for t in (q, k, v, theta, mom, dec))
     state = make_state(B, H, layer_dims(Dk, Dv, depth, hidden), dtype=f64, generator=g)
     state = state.to(state_dtype)
     if requires_grad:
-        for t in (q, k, v, lr, mom, dec, *state.weights, *state.momentum):
+        for t in (q, k, v, theta, mom, dec, *state.weights, *state.momentum):
             t.requires_grad_(True)
-    return Inputs(q, k, v, lr, mom, dec, state)
+    return Inputs(q, k, v, theta, mom, dec, state)
 
 
 def linear_functional(y: torch.Tensor, state: MemoryState, seed: int = 1234) -> torch.Tensor:

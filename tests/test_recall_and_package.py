@@ -1,8 +1,9 @@
-"""The recall demo's claims and the package's layering rules."""
+"""The recall demo's claims, the package's layering rules and its public names."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from titanmem.cli import main
 from titanmem.recall import RecallSetting, chunk_matches_naive, recall_accuracy
 
 PACKAGE = Path(titanmem.__file__).parent
-# design.md: each stratum imports only from the ones above it.
+# docs/design.md: each stratum imports only from the ones above it.
 STRATA = ["ops", "modules", "layers", "blocks", "models", "data", "train", "eval", "bench"]
 ALLOWED = {
     "ops": {"ops"},
@@ -85,7 +86,7 @@ def test_ops_do_not_import_transformers():
 
 
 def test_only_models_and_the_lm_eval_adapter_import_transformers():
-    # design.md: titanmem/models is the stratum that imports transformers; the lm-eval adapter
+    # docs/design.md: titanmem/models is the stratum that imports transformers; the lm-eval adapter
     # (titanmem/eval/lm_eval) also needs it, to save a tokenizer that AutoTokenizer loads.
     for path in PACKAGE.rglob("*.py"):
         parts = path.relative_to(PACKAGE).parts
@@ -95,3 +96,49 @@ def test_only_models_and_the_lm_eval_adapter_import_transformers():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             assert not any(n.split(".")[0] == "transformers" for n in names), f"{path} imports transformers"
+
+
+# Every module file of the package, as a dotted name. ``__main__.py`` files would run a command when
+# imported, so they are left out (the package has none today).
+MODULES = sorted(
+    ".".join(("titanmem",) + path.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
+    for path in PACKAGE.rglob("*.py")
+    if path.name != "__main__.py"
+)
+
+# What ``import titanmem`` promises (docs/design.md, README): the op, the layers, the blocks, the models.
+TOP_LEVEL = {
+    "titanmem.ops": ["neural_memory_chunk", "neural_memory_naive", "MemoryState"],
+    "titanmem.layers": ["NeuralMemory", "Attention"],
+    "titanmem.blocks": ["BlockSpec", "build_block", "VARIANTS"],
+    "titanmem.models": ["TitansConfig", "TitansForCausalLM", "TitansModel", "TitansCache"],
+}
+
+
+def test_every_module_file_is_listed():
+    # The parametrisation below is only as good as this discovery: a glob that missed subpackages
+    # would let their modules go unchecked.
+    assert {"titanmem", "titanmem.ops.neural_memory.chunk", "titanmem.eval.lm_eval.model"} <= set(MODULES)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_declares_its_public_names(name):
+    module = importlib.import_module(name)
+    assert hasattr(module, "__all__"), f"{name} has no __all__"
+    public = list(module.__all__)
+    assert all(isinstance(n, str) for n in public), f"{name}.__all__ holds non-strings: {public}"
+    assert len(public) == len(set(public)), f"{name}.__all__ lists a name twice: {public}"
+    # getattr, not a look into the module's namespace: a lazily loaded name (titanmem.eval.lm_eval)
+    # must load, and one that raises AttributeError is a broken promise.
+    missing = [n for n in public if not hasattr(module, n)]
+    assert not missing, f"{name}.__all__ names {missing}, which the module does not define"
+
+
+def test_top_level_exports_the_main_classes_and_functions():
+    for where, names in TOP_LEVEL.items():
+        source = importlib.import_module(where)
+        for n in names:
+            assert n in titanmem.__all__, f"titanmem.__all__ lacks {n}"
+            # The same object as in its stratum, not a copy or a wrapper.
+            assert getattr(titanmem, n) is getattr(source, n), f"titanmem.{n} is not {where}.{n}"
+    assert isinstance(titanmem.__version__, str) and "__version__" in titanmem.__all__

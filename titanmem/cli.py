@@ -22,6 +22,8 @@ from typing import Any, NoReturn
 
 from .cli_args import CommandError, nonneg_int, positive_int, report_error
 
+__all__ = ["main"]
+
 # Commands: name -> (one-line help, module, add-arguments function, run function). The module is
 # imported only when its command is chosen; a run function takes the parsed arguments and returns the
 # exit status.

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 from .ops import MemoryState, neural_memory_chunk, neural_memory_naive
 
+__all__ = ["RecallSetting", "chunk_matches_naive", "recall_accuracy", "run_recall"]
+
 
 @dataclass(frozen=True)
 class RecallSetting:

@@ -65,7 +65,7 @@ def test_labels_cover_only_the_answer_or_every_mqar_answer():
 
 
 def test_ci_a_tiny_mac_learns_short_passkey_retrieval_well_above_chance():
-    """The issue's CI check: a 1-block MAC (113K parameters) learns 1-digit pass keys at 128 tokens.
+    """The CI check: a 1-block MAC (113K parameters) learns 1-digit pass keys at 128 tokens.
 
     The context (128 bytes) and the answer lie in one 256-token segment, so this checks the task
     pipeline (generator, answer-only loss, greedy exact-match scoring on unseen test examples) and

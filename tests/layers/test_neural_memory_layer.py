@@ -67,9 +67,9 @@ def test_prefill_then_decode_equals_parallel(depth):
 def test_same_outputs_with_the_naive_op(read, monkeypatch):
     layer, x = _layer(read=read), _x(T=21)
     y_fast, s_fast = layer(x)
-    # compiled is an execution option of the chunk op only; the naive loop has none.
+    # compiled and recompute_chunks are execution options of the chunk op only; the naive loop has none.
     monkeypatch.setattr(layer_module, "neural_memory_chunk",
-                        lambda *a, compiled, **kw: neural_memory_naive(*a, **kw))
+                        lambda *a, compiled, recompute_chunks, **kw: neural_memory_naive(*a, **kw))
     y_ref, s_ref = layer(x)
     assert_close("y", y_ref, y_fast, RTOL)
     _compare_states(s_ref, s_fast)
@@ -165,3 +165,18 @@ def test_state_does_not_keep_the_whole_piece_alive():
     _, state = layer(torch.randn(2, 1000, 32))
     for t in (*state.pending, state.conv_tail):
         assert t.untyped_storage().nbytes() == t.numel() * t.element_size(), t.shape
+
+
+def test_retrieve_reads_the_memory_at_the_last_chunk_boundary_without_writing():
+    from titanmem.ops.neural_memory.mlp import mlp_forward
+
+    layer, x = _layer(), _x(T=21)
+    _, state = layer(x)
+    before = [w.clone() for w in state.memory.weights]
+    q = torch.nn.functional.normalize(torch.randn(2, 5, layer.num_heads, layer.head_dim, dtype=x.dtype), dim=-1)
+    read = layer.retrieve(q, state)
+    want = mlp_forward(before, q.transpose(1, 2), layer.activation, residual=False).transpose(1, 2)
+    assert_close("retrieve", want, read, RTOL)
+    assert all(torch.equal(a, b) for a, b in zip(before, state.memory.weights))  # nothing written
+    with pytest.raises(ValueError, match=r"queries must have shape \[B=2, n, H=2, D=6\], got \(2, 5, 2\)"):
+        layer.retrieve(q[..., 0], state)

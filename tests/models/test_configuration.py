@@ -28,6 +28,9 @@ SMALL = dict(hidden_size=32, num_attention_heads=2, intermediate_size=48, window
         (dict(n_persistent=-1), "n_persistent"),
         (dict(memory_activation="tanh"), "memory_activation"),
         (dict(max_lr=0.0), "max_lr"),
+        (dict(recompute_chunks=-1), "recompute_chunks"),
+        (dict(recompute_chunks=1.5), "recompute_chunks"),
+        (dict(compiled="yes"), "compiled"),
         (dict(attn_impl="flash"), "attn_impl"),
     ],
     ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}={v[k]}" for k in v),
@@ -97,3 +100,23 @@ def test_paper_presets_have_their_size_for_mac(name, size):
         model = TitansForCausalLM(TitansConfig.from_preset(name))
     count = sum(p.numel() for p in model.parameters())  # tied embedding counted once
     assert abs(count / size - 1) < 0.02, f"{name}: {count:,} parameters"
+
+
+@pytest.mark.parametrize("variant", ["lmm", "mac", "mag", "mal"])
+def test_runtime_options_reach_every_memory_layer(variant):
+    from titanmem.layers import NeuralMemory
+
+    config = TitansConfig(variant=variant, **SMALL, num_hidden_layers=2, compiled=True, recompute_chunks=0)
+    layers = [m for m in TitansForCausalLM(config).modules() if isinstance(m, NeuralMemory)]
+    assert len(layers) == 2 and all(m.compiled and m.recompute_chunks == 0 for m in layers)
+    assert TitansConfig.from_dict(json.loads(config.to_json_string())).recompute_chunks == 0
+
+
+def test_runtime_options_come_from_a_training_config():
+    from titanmem.train import config_from_dict
+    from titanmem.train.trainer import build_model_config
+
+    job = config_from_dict({"model": {"preset": "tiny", "variant": "mag", "recompute_chunks": 2, "compiled": True}})
+    config = build_model_config(job, 256)
+    assert config.recompute_chunks == 2 and config.compiled is True
+    assert config.block_spec().recompute_chunks == 2 and config.block_spec().compiled is True

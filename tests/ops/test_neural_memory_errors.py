@@ -14,7 +14,7 @@ B, T, H, DK, DV, HIDDEN = 2, 5, 3, 4, 4, 6
 
 def _base():
     inp = make_inputs(B=B, T=T, H=H, Dk=DK, Dv=DV, depth=2, hidden=HIDDEN, dtype=torch.float32, seed=7)
-    args = dict(q=inp.q, k=inp.k, v=inp.v, lr=inp.lr, momentum=inp.momentum, decay=inp.decay, state=inp.state)
+    args = dict(q=inp.q, k=inp.k, v=inp.v, theta=inp.theta, eta=inp.eta, alpha=inp.alpha, state=inp.state)
     return args, {}
 
 
@@ -53,22 +53,22 @@ ERROR_CASES = {
     "v_heads": (_set(v=torch.zeros(B, T, H + 1, DV)), ValueError, r"^v must have shape"),
     "v_3d": (_set(v=torch.zeros(B, T, H)), ValueError, r"^v must have shape"),
     "q_3d": (_set(q=torch.zeros(B, T, H), k=torch.zeros(B, T, H)), ValueError, r"^q must have shape"),
-    "lr_shape": (_set(lr=torch.zeros(B, T)), ValueError, r"^lr must have shape"),
-    "momentum_shape": (_set(momentum=torch.zeros(B, T, H, 1)), ValueError, r"^momentum must have shape"),
-    "decay_shape": (_set(decay=torch.zeros(B, T + 1, H)), ValueError, r"^decay must have shape"),
-    "lr_negative": (_gate_value("lr", (1, 2, 0), -1e-3), ValueError, r"^lr must lie in"),
-    "lr_inf": (_gate_value("lr", (0, 0, 0), float("inf")), ValueError, r"^lr must be finite"),
-    "momentum_above_1": (_gate_value("momentum", (0, 3, 1), 1.0 + 1e-6), ValueError, r"^momentum must lie in"),
-    "momentum_negative": (_gate_value("momentum", (0, 3, 1), -1e-6), ValueError, r"^momentum must lie in"),
-    "decay_negative": (_gate_value("decay", (1, 0, 2), -1e-6), ValueError, r"^decay must lie in"),
-    "decay_above_1": (_gate_value("decay", (1, 0, 2), 1.5), ValueError, r"^decay must lie in"),
-    "lr_nan": (_gate_value("lr", (0, 4, 2), float("nan")), ValueError, r"^lr must lie in"),
-    "momentum_nan": (_gate_value("momentum", (0, 4, 2), float("nan")), ValueError, r"^momentum must lie in"),
-    "decay_nan": (_gate_value("decay", (0, 4, 2), float("nan")), ValueError, r"^decay must lie in"),
+    "theta_shape": (_set(theta=torch.zeros(B, T)), ValueError, r"^theta must have shape"),
+    "eta_shape": (_set(eta=torch.zeros(B, T, H, 1)), ValueError, r"^eta must have shape"),
+    "alpha_shape": (_set(alpha=torch.zeros(B, T + 1, H)), ValueError, r"^alpha must have shape"),
+    "theta_negative": (_gate_value("theta", (1, 2, 0), -1e-3), ValueError, r"^theta must lie in"),
+    "theta_inf": (_gate_value("theta", (0, 0, 0), float("inf")), ValueError, r"^theta must be finite"),
+    "eta_above_1": (_gate_value("eta", (0, 3, 1), 1.0 + 1e-6), ValueError, r"^eta must lie in"),
+    "eta_negative": (_gate_value("eta", (0, 3, 1), -1e-6), ValueError, r"^eta must lie in"),
+    "alpha_negative": (_gate_value("alpha", (1, 0, 2), -1e-6), ValueError, r"^alpha must lie in"),
+    "alpha_above_1": (_gate_value("alpha", (1, 0, 2), 1.5), ValueError, r"^alpha must lie in"),
+    "theta_nan": (_gate_value("theta", (0, 4, 2), float("nan")), ValueError, r"^theta must lie in"),
+    "eta_nan": (_gate_value("eta", (0, 4, 2), float("nan")), ValueError, r"^eta must lie in"),
+    "alpha_nan": (_gate_value("alpha", (0, 4, 2), float("nan")), ValueError, r"^alpha must lie in"),
     "q_int": (_set(q=torch.zeros(B, T, H, DK, dtype=torch.int64)), ValueError, r"^q must be a floating-point"),
     "v_bool": (_set(v=torch.zeros(B, T, H, DV, dtype=torch.bool)), ValueError, r"^v must be a floating-point"),
-    "momentum_int": (_set(momentum=torch.zeros(B, T, H, dtype=torch.int32)), ValueError,
-                     r"^momentum must be a floating-point"),
+    "eta_int": (_set(eta=torch.zeros(B, T, H, dtype=torch.int32)), ValueError,
+                     r"^eta must be a floating-point"),
     "chunk_size_0": (_set(chunk_size=0), ValueError, r"^chunk_size must be >= 1"),
     "chunk_size_negative": (_set(chunk_size=-4), ValueError, r"^chunk_size must be >= 1"),
     "chunk_size_float": (_set(chunk_size=4.0), TypeError, r"^chunk_size must be an int"),
@@ -117,7 +117,7 @@ ERROR_CASES = {
                                   TypeError, r"^state\.momentum\[1\] must be a torch\.Tensor"),
     "q_not_tensor": (_set(q=lambda q: q.tolist()), TypeError, r"^q must be a torch\.Tensor"),
     "v_list": (_set(v=lambda v: v.tolist()), TypeError, r"^v must be a torch\.Tensor"),
-    "decay_float": (_set(decay=0.1), TypeError, r"^decay must be a torch\.Tensor"),
+    "alpha_float": (_set(alpha=0.1), TypeError, r"^alpha must be a torch\.Tensor"),
 }
 
 
@@ -136,9 +136,9 @@ def test_invalid_input_raises(impl, case):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_check_inputs_false_skips_the_gate_range_check(impl):
     args, _ = _base()
-    args["lr"] = args["lr"].clone()
-    args["lr"][0, 0, 0] = -1e-3
-    with pytest.raises(ValueError, match=r"^lr must lie in"):
+    args["theta"] = args["theta"].clone()
+    args["theta"][0, 0, 0] = -1e-3
+    with pytest.raises(ValueError, match=r"^theta must lie in"):
         impl(**args)
     y, _ = impl(**args, check_inputs=False)  # the gates' values are not read
     assert y.shape == (B, T, H, DV) and bool(torch.isfinite(y).all())

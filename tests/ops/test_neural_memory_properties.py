@@ -26,7 +26,7 @@ READS = ("token", "chunk")
 # --------------------------------------------------------------------------------------------------
 
 
-def hand_written_linear_memory(q, k, v, lr, eta, alpha, w0, s0, chunk_size, read, residual):
+def hand_written_linear_memory(q, k, v, theta, eta, alpha, w0, s0, chunk_size, read, residual):
     """Depth-1 memory M(x) = x W (+ x), no autograd: per (b, h), with W_c the chunk-start weights,
     grad = 2 k^T (M_{W_c}(k) - v), S = eta S - theta grad, W = (1 - alpha) W + S."""
     B, T, H, _ = q.shape
@@ -41,7 +41,7 @@ def hand_written_linear_memory(q, k, v, lr, eta, alpha, w0, s0, chunk_size, read
                 kt, vt, qt = k[b, t, h], v[b, t, h], q[b, t, h]
                 pred = kt @ Wc[b, h] + (kt if residual else 0.0)
                 grad = 2.0 * torch.outer(kt, pred - vt)  # d/dW ||k W (+k) - v||^2 = 2 k^T (k W (+k) - v)
-                S[b, h] = eta[b, t, h] * S[b, h] - lr[b, t, h] * grad
+                S[b, h] = eta[b, t, h] * S[b, h] - theta[b, t, h] * grad
                 W[b, h] = (1.0 - alpha[b, t, h]) * W[b, h] + S[b, h]
                 read_w = W[b, h] if read == "token" else Wc[b, h]
                 y[b, t, h] = qt @ read_w + (qt if residual else 0.0)
@@ -57,7 +57,7 @@ def test_linear_memory_is_hand_written_gd_with_momentum(impl, chunk_size, read, 
     inp = make_inputs(B=2, T=13, H=2, Dk=4, Dv=dv, depth=1, seed=3)
     w0, s0 = inp.state.weights[0], inp.state.momentum[0]
     y_ref, w_ref, s_ref = hand_written_linear_memory(
-        inp.q, inp.k, inp.v, inp.lr, inp.momentum, inp.decay, w0, s0, chunk_size, read, residual
+        inp.q, inp.k, inp.v, inp.theta, inp.eta, inp.alpha, w0, s0, chunk_size, read, residual
     )
     y, state = impl(*inp.args(), chunk_size=chunk_size, read=read, residual=residual)
     assert_close("y", y_ref, y, RTOL64)
@@ -88,8 +88,8 @@ def test_split_at_chunk_boundaries_equals_one_call(impl, read):
     ys, state, start = [], inp.state, 0
     for n in pieces:
         sl = slice(start, start + n)
-        y, state = impl(inp.q[:, sl], inp.k[:, sl], inp.v[:, sl], inp.lr[:, sl], inp.momentum[:, sl],
-                        inp.decay[:, sl], state, **kw)
+        y, state = impl(inp.q[:, sl], inp.k[:, sl], inp.v[:, sl], inp.theta[:, sl], inp.eta[:, sl],
+                        inp.alpha[:, sl], state, **kw)
         ys.append(y)
         start += n
     assert_close("y", y_full, torch.cat(ys, dim=1), RTOL64)
@@ -115,8 +115,8 @@ def test_split_gradients_equal_one_call(read):
     ys, state, start = [], inp.state, 0
     for n in pieces:
         sl = slice(start, start + n)
-        y, state = neural_memory_chunk(inp.q[:, sl], inp.k[:, sl], inp.v[:, sl], inp.lr[:, sl],
-                                       inp.momentum[:, sl], inp.decay[:, sl], state, **kw)
+        y, state = neural_memory_chunk(inp.q[:, sl], inp.k[:, sl], inp.v[:, sl], inp.theta[:, sl],
+                                       inp.eta[:, sl], inp.alpha[:, sl], state, **kw)
         ys.append(y)
         start += n
     g_split = torch.autograd.grad(linear_functional(torch.cat(ys, dim=1), state), inp.leaves())
@@ -141,25 +141,25 @@ def _mixed(shape, values, g, rand_scale=1.0):
 ONE_MINUS = 1.0 - 1e-16  # rounds to the largest float64 below 1
 
 GATE_SETTINGS = {
-    "eta=0": dict(momentum=0.0),
-    "eta=1": dict(momentum=1.0),
-    "alpha=0": dict(decay=0.0),
-    "alpha=1": dict(decay=1.0),
-    "theta=0": dict(lr=0.0),
-    "eta=1,alpha=0": dict(momentum=1.0, decay=0.0),
-    "eta=0,alpha=1": dict(momentum=0.0, decay=1.0),
+    "eta=0": dict(eta=0.0),
+    "eta=1": dict(eta=1.0),
+    "alpha=0": dict(alpha=0.0),
+    "alpha=1": dict(alpha=1.0),
+    "theta=0": dict(theta=0.0),
+    "eta=1,alpha=0": dict(eta=1.0, alpha=0.0),
+    "eta=0,alpha=1": dict(eta=0.0, alpha=1.0),
     "all_mixed": dict(
-        lr=("mixed", (0.0, 1e-30), 0.1),
-        momentum=("mixed", (0.0, 1e-310, 1e-30, ONE_MINUS, 1.0), 1.0),
-        decay=("mixed", (0.0, 1e-30, ONE_MINUS, 1.0), 1.0),
+        theta=("mixed", (0.0, 1e-30), 0.1),
+        eta=("mixed", (0.0, 1e-310, 1e-30, ONE_MINUS, 1.0), 1.0),
+        alpha=("mixed", (0.0, 1e-30, ONE_MINUS, 1.0), 1.0),
     ),
     # everything close to, but not exactly at, the boundaries (1e-30, 1 - 1e-16), mixed with random values
     "near_boundary_mixed": dict(
-        momentum=("mixed", (1e-30, ONE_MINUS), 1.0),
-        decay=("mixed", (1e-30, ONE_MINUS), 1.0),
+        eta=("mixed", (1e-30, ONE_MINUS), 1.0),
+        alpha=("mixed", (1e-30, ONE_MINUS), 1.0),
     ),
-    "eta_mixed": dict(momentum=("mixed", (0.0, 1e-30, ONE_MINUS, 1.0), 1.0)),
-    "alpha_mixed": dict(decay=("mixed", (0.0, 1e-30, ONE_MINUS, 1.0), 1.0)),
+    "eta_mixed": dict(eta=("mixed", (0.0, 1e-30, ONE_MINUS, 1.0), 1.0)),
+    "alpha_mixed": dict(alpha=("mixed", (0.0, 1e-30, ONE_MINUS, 1.0), 1.0)),
 }
 
 
@@ -210,14 +210,14 @@ def test_extreme_gates_gradients_match_naive(setting, read):
 
 
 FLOAT32_GATE_SETTINGS = {
-    "eta=1e-30": dict(momentum=1e-30),
-    "eta=1e-45": dict(momentum=1e-45),  # a float32 subnormal (below finfo(float32).tiny)
-    "alpha=1-6e-8": dict(decay=1.0 - 6e-8),  # the largest float32 below 1
-    "eta=0,alpha=1": dict(momentum=0.0, decay=1.0),
+    "eta=1e-30": dict(eta=1e-30),
+    "eta=1e-45": dict(eta=1e-45),  # a float32 subnormal (below finfo(float32).tiny)
+    "alpha=1-6e-8": dict(alpha=1.0 - 6e-8),  # the largest float32 below 1
+    "eta=0,alpha=1": dict(eta=0.0, alpha=1.0),
     "all_mixed": dict(
-        lr=("mixed", (0.0, 1e-30), 0.1),
-        momentum=("mixed", (0.0, 1e-30, 1e-45, 1.0 - 6e-8, 1.0), 1.0),
-        decay=("mixed", (0.0, 1e-30, 1e-45, 1.0 - 6e-8, 1.0), 1.0),
+        theta=("mixed", (0.0, 1e-30), 0.1),
+        eta=("mixed", (0.0, 1e-30, 1e-45, 1.0 - 6e-8, 1.0), 1.0),
+        alpha=("mixed", (0.0, 1e-30, 1e-45, 1.0 - 6e-8, 1.0), 1.0),
     ),
 }
 
@@ -229,7 +229,7 @@ def _float32_extreme_run(setting):
                         dtype=torch.float32)
     inp32 = _apply_gates(inp32, spec, seed=42, dtype=torch.float32)
     inp64 = make_inputs(B=2, T=37, H=2, Dk=5, Dv=4, depth=2, hidden=6, seed=41, dtype=torch.float32)
-    for name in ("q", "k", "v", "lr", "momentum", "decay"):
+    for name in ("q", "k", "v", "theta", "eta", "alpha"):
         setattr(inp64, name, getattr(inp32, name).detach().double().requires_grad_(True))
     inp64.state = MemoryState(tuple(w.detach().double().requires_grad_(True) for w in inp32.state.weights),
                               tuple(s.detach().double().requires_grad_(True) for s in inp32.state.momentum))
@@ -257,7 +257,7 @@ def test_extreme_gates_float32_gradients_close(setting):
         # At gates below float32's smallest normal number (eta = 0 or 1e-45, alpha = 1) the gate's
         # gradient is recovered from products that pass through subnormals, whose mantissa is
         # shorter: measured up to 5.7e-6 there (2-3e-7 for every other gradient), hence 5e-5.
-        rtol = 5e-5 if name in ("momentum", "decay") else 5e-6
+        rtol = 5e-5 if name in ("eta", "alpha") else 5e-6
         assert_close(f"d loss / d {name}", a, b, rtol)
 
 
@@ -276,15 +276,15 @@ def test_gradcheck(impl, read, residual):
     k = torch.randn(B, T, H, D, dtype=torch.float64, generator=g) * 0.5
     v = torch.randn(B, T, H, D, dtype=torch.float64, generator=g)
     # gates strictly inside their ranges, so finite differences never leave the domain
-    lr = 0.05 + 0.1 * torch.rand(B, T, H, dtype=torch.float64, generator=g)
+    theta = 0.05 + 0.1 * torch.rand(B, T, H, dtype=torch.float64, generator=g)
     eta = 0.1 + 0.8 * torch.rand(B, T, H, dtype=torch.float64, generator=g)
     alpha = 0.05 + 0.2 * torch.rand(B, T, H, dtype=torch.float64, generator=g)
     st = make_state(B, H, [(D, 4), (4, D)], generator=g)
-    inputs = [q, k, v, lr, eta, alpha, *st.weights, *st.momentum]
+    inputs = [q, k, v, theta, eta, alpha, *st.weights, *st.momentum]
     inputs = [t.clone().requires_grad_(True) for t in inputs]
 
-    def fn(q, k, v, lr, eta, alpha, w1, w2, s1, s2):
-        y, s = impl(q, k, v, lr, eta, alpha, MemoryState((w1, w2), (s1, s2)), chunk_size=2, read=read,
+    def fn(q, k, v, theta, eta, alpha, w1, w2, s1, s2):
+        y, s = impl(q, k, v, theta, eta, alpha, MemoryState((w1, w2), (s1, s2)), chunk_size=2, read=read,
                     activation="gelu", residual=residual)
         return (y, *s.weights, *s.momentum)
 
@@ -303,7 +303,7 @@ def _select(inp, dim_tokens: int, dim_state: int, i: int):
     def sel(t, dim):
         return t.narrow(dim, i, 1)
 
-    args = [sel(t, dim_tokens) for t in (inp.q, inp.k, inp.v, inp.lr, inp.momentum, inp.decay)]
+    args = [sel(t, dim_tokens) for t in (inp.q, inp.k, inp.v, inp.theta, inp.eta, inp.alpha)]
     state = MemoryState(tuple(sel(w, dim_state) for w in inp.state.weights),
                         tuple(sel(s, dim_state) for s in inp.state.momentum))
     return args, state
@@ -344,9 +344,9 @@ def test_batch_row_gradients_do_not_leak(impl):
 SUBSETS = {
     "q": ("q",),
     "k,v": ("k", "v"),
-    "gates": ("lr", "momentum", "decay"),
+    "gates": ("theta", "eta", "alpha"),
     "state": ("W0[0]", "W0[1]", "S0[0]", "S0[1]"),
-    "weights0,momentum": ("W0[0]", "momentum"),
+    "weights0,eta": ("W0[0]", "eta"),
 }
 
 
@@ -372,7 +372,7 @@ def test_non_contiguous_inputs(impl):
     y_ref, s_ref = impl(*inp.args(), chunk_size=4)
     # [B, H, T, D] storage seen as [B, T, H, D]; gates as every other element of a wider tensor.
     q, k, v = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (inp.q, inp.k, inp.v))
-    gates = [torch.stack([g, torch.zeros_like(g)], dim=-1)[..., 0] for g in (inp.lr, inp.momentum, inp.decay)]
+    gates = [torch.stack([g, torch.zeros_like(g)], dim=-1)[..., 0] for g in (inp.theta, inp.eta, inp.alpha)]
     st = MemoryState(tuple(w.transpose(-1, -2).contiguous().transpose(-1, -2) for w in inp.state.weights),
                      inp.state.momentum)
     assert not q.is_contiguous() and not gates[0].is_contiguous() and not st.weights[0].is_contiguous()
@@ -442,7 +442,7 @@ def test_low_precision_inputs_float32_state(impl, dtype, rtol):
         assert gr.dtype == leaf.dtype, f"d loss / d {name} has dtype {gr.dtype}, input has {leaf.dtype}"
         _assert_finite(f"d loss / d {name}", gr)
     # Values: the same op on the same (rounded) inputs in float32; the only extra error is rounding y.
-    up = [t.detach().float() for t in (inp.q, inp.k, inp.v, inp.lr, inp.momentum, inp.decay)]
+    up = [t.detach().float() for t in (inp.q, inp.k, inp.v, inp.theta, inp.eta, inp.alpha)]
     y32, s32 = impl(*up, inp.state, chunk_size=8)
     assert_close("y", y32, y, rtol)
     compare_states("state", s32, s, 1e-6)
@@ -461,13 +461,13 @@ def test_memory_state_initial_gradients(impl):
         assert torch.equal(w, p.detach().expand_as(w))
         assert torch.equal(m, torch.zeros_like(w))
     inp = make_inputs(B=B, T=11, H=H, Dk=5, Dv=4, depth=2, hidden=6, seed=92)
-    y, s = impl(inp.q, inp.k, inp.v, inp.lr, inp.momentum, inp.decay, state, chunk_size=4)
+    y, s = impl(inp.q, inp.k, inp.v, inp.theta, inp.eta, inp.alpha, state, chunk_size=4)
     grads = torch.autograd.grad(linear_functional(y, s), per_head)
     # Reference: the same run from leaf copies of the expanded weights; the per-head gradient is the
     # sum over batch rows.
     leaves = [p.detach().expand(B, *p.shape).clone().requires_grad_(True) for p in per_head]
     ref_state = MemoryState(tuple(leaves), tuple(torch.zeros_like(w) for w in leaves))
-    y2, s2 = impl(inp.q, inp.k, inp.v, inp.lr, inp.momentum, inp.decay, ref_state, chunk_size=4)
+    y2, s2 = impl(inp.q, inp.k, inp.v, inp.theta, inp.eta, inp.alpha, ref_state, chunk_size=4)
     ref = torch.autograd.grad(linear_functional(y2, s2), leaves)
     for i, (a, b) in enumerate(zip(ref, grads)):
         assert b.abs().max() > 0

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from titanmem.train import load_checkpoint, load_config, train
@@ -24,6 +25,7 @@ def _args(tmp_path, corpus_dir, out):
             "--run.device=cpu", "--run.threads=1", f"--out_dir={out}"]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, corpus_dir):
     config = CONFIGS / "tiny" / "lmm.toml"
     reference = train(load_config(config, _args(tmp_path, corpus_dir, tmp_path / "ref")))

@@ -29,9 +29,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..blocks import VARIANTS
 from ..cli_args import CommandError, nonneg_float, nonneg_int, positive_int
+from ..devices import resolve_device
 
-if TYPE_CHECKING:  # torch and the models are imported when used: building the CLI parser stays cheap
+if TYPE_CHECKING:  # the annotation of build_stream_model only
     from ..models import TitansForCausalLM
 
 __all__ = [
@@ -39,7 +41,6 @@ __all__ = [
     "run_stream", "stream_tokens",
 ]
 
-VARIANTS = ("lmm", "mac", "mag", "mal", "swa", "transformer")
 
 
 def rss_kib() -> int:
@@ -133,22 +134,6 @@ class StreamResult:
                    f"\n{self.device} memory allocated: {self.device_samples_mib[0]:,.1f} MiB after the first piece, "
                    f"max after it {max(self.device_samples_mib):,.1f} ({100 * self.device_growth:+.2f}%); "
                    f"peak within pieces {self.device_peak_mib:,.1f} MiB"))
-
-
-def resolve_device(name: str) -> Any:
-    """``torch.device(name)``, with a clear error for an unknown name or a CUDA device that is absent."""
-    import torch
-
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {name!r}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but torch.cuda.is_available() is False "
-                         f"(torch {torch.__version__})")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {name!r}")
-    return device
 
 
 def build_stream_model(

@@ -17,7 +17,8 @@ def memory_layer(spec: BlockSpec) -> NeuralMemory:
     """The NeuralMemory layer a spec describes (shared by the LMM, MAG and MAL blocks)."""
     return NeuralMemory(spec.hidden_size, spec.num_heads, spec.head_dim, memory_depth=spec.memory_depth,
                         memory_expansion=spec.memory_expansion, chunk_size=spec.chunk_size,
-                        activation=spec.memory_activation, max_lr=spec.max_lr)
+                        activation=spec.memory_activation, max_lr=spec.max_lr, compiled=spec.compiled,
+                        recompute_chunks=spec.recompute_chunks)
 
 
 class LMMBlock(nn.Module):

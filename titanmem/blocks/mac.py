@@ -8,7 +8,7 @@ For segment S^(t) with M_{t-1} the memory before it:
     M_t   = M_{t-1}(y_t)                             (24)  write with the attention output
     o_t   = y_t (x) M*_t(y_t)                        (25)
 
-Choices where the paper is silent (design.md): one retrieved token per segment token, and segment
+Choices where the paper is silent (docs/architectures.md): one retrieved token per segment token, and segment
 position j attends to every persistent token, to h_1..h_j and to x_1..x_j, so nothing of the segment's
 future reaches j through h; h_i and x_i share the rotary position i inside the segment, persistent
 tokens have none. The memory's chunk is the segment, so its state at a chunk boundary is M_{t-1}; the
@@ -30,7 +30,6 @@ from ..layers.neural_memory import NeuralMemory, NeuralMemoryState
 from ..modules.mlp import SwiGLU
 from ..modules.norm import RMSNorm
 from ..modules.rotary import apply_rotary
-from ..ops.neural_memory.mlp import mlp_forward
 from .spec import BlockSpec
 
 __all__ = ["MACBlock", "MACState"]
@@ -58,13 +57,13 @@ class MACBlock(nn.Module):
 
     def __init__(self, spec: BlockSpec) -> None:
         super().__init__()
-        self.segment, self.num_heads, self.head_dim = spec.segment_size, spec.num_heads, spec.dim_head
-        self.memory_activation, self.rope_theta, self.attn_impl = spec.memory_activation, spec.rope_theta, spec.attn_impl
-        inner = spec.num_heads * spec.dim_head
+        self.segment, self.num_heads, self.head_dim = spec.segment_size, spec.num_heads, spec.resolved_head_dim
+        self.rope_theta, self.attn_impl = spec.rope_theta, spec.attn_impl
+        inner = spec.num_heads * spec.resolved_head_dim
         self.norm = RMSNorm(spec.hidden_size, spec.norm_eps)
         # eq. 21: the retrieval query W_Q and the map of the read back to the model width.
         self.retrieve_q = nn.Linear(spec.hidden_size, inner, bias=False)
-        self.retrieve_norm = RMSNorm(spec.dim_head, spec.norm_eps)
+        self.retrieve_norm = RMSNorm(spec.resolved_head_dim, spec.norm_eps)
         self.retrieve_out = nn.Linear(inner, spec.hidden_size, bias=False)
         # eqs. 22-23: attention inside the segment.
         self.q_proj = nn.Linear(spec.hidden_size, inner, bias=False)
@@ -77,7 +76,8 @@ class MACBlock(nn.Module):
         # eqs. 24-25: the memory, written and read with the attention output.
         self.memory = NeuralMemory(spec.hidden_size, spec.num_heads, spec.head_dim, memory_depth=spec.memory_depth,
                                    memory_expansion=spec.memory_expansion, chunk_size=spec.segment_size,
-                                   activation=spec.memory_activation, max_lr=spec.max_lr, read="token")
+                                   activation=spec.memory_activation, max_lr=spec.max_lr, read="token",
+                                   compiled=spec.compiled, recompute_chunks=spec.recompute_chunks)
         self.mlp_norm = RMSNorm(spec.hidden_size, spec.norm_eps)
         self.mlp = SwiGLU(spec.hidden_size, spec.intermediate_size)
 
@@ -90,9 +90,8 @@ class MACBlock(nn.Module):
 
     def _retrieve(self, h: torch.Tensor, memory: NeuralMemoryState) -> torch.Tensor:
         # eq. 21 with M_{t-1} = the memory at the segment's start (the last chunk boundary).
-        q = F.normalize(self._heads(self.retrieve_q(h)), dim=-1).transpose(1, 2)  # [B, H, n, D]
-        weights = tuple(w.to(q.dtype) for w in memory.memory.weights)
-        read = mlp_forward(weights, q, self.memory_activation, residual=False).transpose(1, 2)
+        q = F.normalize(self._heads(self.retrieve_q(h)), dim=-1)  # [B, n, H, D]
+        read = self.memory.retrieve(q, memory)
         return self.retrieve_out(rearrange(self.retrieve_norm(read), "b t h d -> b t (h d)"))
 
     def _segment_part(self, x: torch.Tensor, state: MACState) -> tuple[torch.Tensor, MACState]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..modules.checks import check_int
+from ..checks import check_int
 
 __all__ = ["BlockSpec"]
 
@@ -23,6 +23,9 @@ class BlockSpec:
         memory_depth, memory_expansion, chunk_size, max_lr, memory_activation: the neural memory.
         segment_size: MAC segment length C (eqs. 21-25).
         rope_theta: RoPE base; norm_eps: RMSNorm epsilon; attn_impl: ``"sdpa"`` or ``"eager"``.
+        compiled, recompute_chunks: how the memory op runs (``torch.compile`` of its chunks; chunks
+            per recomputed group in training, 0 = keep every intermediate). Execution choices: the
+            numbers are the same up to float rounding.
     """
 
     hidden_size: int
@@ -40,12 +43,17 @@ class BlockSpec:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
     attn_impl: str = "sdpa"
+    compiled: bool = False
+    recompute_chunks: int = 8
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_heads", "intermediate_size", "memory_depth", "memory_expansion",
                      "chunk_size", "segment_size"):
             check_int(name, getattr(self, name), 1)
         check_int("n_persistent", self.n_persistent, 0)
+        check_int("recompute_chunks", self.recompute_chunks, 0)
+        if not isinstance(self.compiled, bool):
+            raise TypeError(f"compiled must be a bool, got {type(self.compiled).__name__} ({self.compiled!r})")
         if self.window is not None:
             check_int("window", self.window, 1)
         if self.head_dim is None and self.hidden_size % self.num_heads:
@@ -57,6 +65,6 @@ class BlockSpec:
             check_int("head_dim", self.head_dim, 1)
 
     @property
-    def dim_head(self) -> int:
-        """Per-head width."""
+    def resolved_head_dim(self) -> int:
+        """Per-head width: ``head_dim`` when given, else ``hidden_size // num_heads``."""
         return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_heads

@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 
 from . import sources
-from ._checks import check_fraction, check_int
+from ..checks import check_fraction, check_int
 from .documents import CorpusNotFoundError, Document
 
 __all__ = ["CORPORA", "CorpusNotFoundError", "Document", "load_corpus", "split_documents"]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._checks import check_int
+from ..checks import check_int
 
 __all__ = ["MODES", "BatchLoader", "eval_batches"]
 

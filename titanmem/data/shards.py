@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_fraction, check_int
+from ..checks import check_fraction, check_int
 from .corpora import CorpusNotFoundError, Document, load_corpus, split_documents
 from .files import fsync_path
 from .tokenizers import ByteTokenizer, Tokenizer, get_tokenizer

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import check_int
+from ..checks import check_int
 
 __all__ = [
     "ETT_COLUMNS", "ETT_HOURLY_SPLITS", "ETTData", "ForecastSplits", "Standardizer", "load_ett", "make_splits", "window_count",

@@ -22,8 +22,9 @@ from typing import Any
 import torch
 
 from ..data.tokenizers import Tokenizer, get_tokenizer
+from ..devices import resolve_device
 
-__all__ = ["ModelSource", "load_model", "model_label", "resolve_device", "resolve_source", "tokenizer_for"]
+__all__ = ["ModelSource", "load_model", "model_label", "resolve_source", "tokenizer_for"]
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,6 @@ def resolve_source(path: str | os.PathLike) -> ModelSource:
             return resolve_source(newest)
     raise ValueError(f"model path {str(folder)!r} holds neither config.json (a Hugging Face folder), "
                      "manifest.json (a training checkpoint) nor checkpoints/ (a run folder)")
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` or ``"auto"``: CUDA when available, else CPU; anything else as ``torch.device``."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def tokenizer_for(source: ModelSource, vocab_size: int) -> Tokenizer:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..modules.checks import check_int, check_tensor
+from ..checks import check_int, check_tensor
 from ..modules.rotary import apply_rotary
 from .masked_attention import ATTENTION_IMPLS, causal_window_mask, masked_attention
 

@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..modules.checks import check_int
+from ..checks import check_int
 
 __all__ = ["ATTENTION_IMPLS", "causal_window_mask", "masked_attention"]
 

@@ -12,11 +12,12 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ..modules.checks import check_int
+from ..checks import check_int
 from ..modules.conv import CausalDepthwiseConv1d
 from ..modules.norm import RMSNorm
 from ..ops import MemoryState, neural_memory_chunk
-from ..ops.neural_memory.mlp import ACTIVATIONS
+from ..ops.neural_memory.mlp import ACTIVATIONS, mlp_forward
+from ..ops.neural_memory.state import state_precision
 
 __all__ = ["NeuralMemory", "NeuralMemoryState"]
 
@@ -27,7 +28,7 @@ class NeuralMemoryState:
 
     Attributes:
         memory: memory weights and momentum at the last chunk boundary, ``[B, H, d_in, d_out]`` each.
-        pending: ``(q, k, v, lr, momentum, decay)`` of the tokens after that boundary (fewer than a
+        pending: ``(q, k, v, theta, eta, alpha)`` of the tokens after that boundary (fewer than a
             chunk): ``[B, r, H, D]`` and ``[B, r, H]``. They are replayed with the next piece, so a
             chunk always starts at the same token however the sequence was split (eq. 16's chunks).
         conv_tail: the last ``kernel - 1`` projected inputs of the causal convolution, ``[B, K-1, 3HD]``.
@@ -66,6 +67,8 @@ class NeuralMemory(nn.Module):
         read: ``"token"`` (read after each token's update) or ``"chunk"``.
         compiled: run the op's full chunks through ``torch.compile`` (see ``neural_memory_chunk``):
             an execution choice, not a hyperparameter; the first call of each shape compiles.
+        recompute_chunks: chunks per recomputed group when autograd records (see
+            ``neural_memory_chunk``; 0 keeps every intermediate).
     """
 
     def __init__(
@@ -81,12 +84,14 @@ class NeuralMemory(nn.Module):
         conv_kernel: int = 4,
         read: str = "token",
         compiled: bool = False,
+        recompute_chunks: int = 8,
     ) -> None:
         super().__init__()
         for name, value in (("hidden_size", hidden_size), ("num_heads", num_heads), ("memory_depth", memory_depth),
                             ("memory_expansion", memory_expansion), ("chunk_size", chunk_size),
                             ("conv_kernel", conv_kernel)):
             check_int(name, value, 1)
+        check_int("recompute_chunks", recompute_chunks, 0)
         if head_dim is None:
             if hidden_size % num_heads:
                 raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
@@ -102,6 +107,7 @@ class NeuralMemory(nn.Module):
             raise TypeError(f"compiled must be a bool, got {type(compiled).__name__}")
         self.num_heads, self.head_dim, self.chunk_size = num_heads, head_dim, chunk_size
         self.activation, self.max_lr, self.read, self.compiled = activation, max_lr, read, compiled
+        self.recompute_chunks = recompute_chunks
         inner = num_heads * head_dim
         self.qkv_proj = nn.Linear(hidden_size, 3 * inner, bias=False)
         self.conv = CausalDepthwiseConv1d(3 * inner, conv_kernel)
@@ -144,6 +150,26 @@ class NeuralMemory(nn.Module):
         theta, eta, alpha = rearrange(torch.sigmoid(self.gate_proj(x)), "b t (three h) -> three b t h", three=3)
         return (q, k, v, self.max_lr * theta, eta, alpha), tail
 
+    def retrieve(self, queries: torch.Tensor, state: NeuralMemoryState) -> torch.Tensor:
+        """Read the memory without writing it: ``M(q)`` at the state's last chunk boundary (eq. 15).
+
+        MAC's retrieval (eq. 21) reads this way, with its own query projection. ``queries``:
+        ``[B, n, H, D]``; returns ``[B, n, H, D]`` in their dtype. The read runs in the state's dtype
+        (float32) whatever autocast says, as the op's reads do.
+
+        Raises:
+            ValueError: ``queries`` not of shape ``[B, n, H, D]`` with this layer's ``H`` and ``D`` and
+                the state's batch size.
+        """
+        weights = state.memory.weights
+        want = (weights[0].shape[0], self.num_heads, self.head_dim)
+        if queries.dim() != 4 or (queries.shape[0], queries.shape[2], queries.shape[3]) != want:
+            raise ValueError(f"queries must have shape [B={want[0]}, n, H={want[1]}, D={want[2]}], "
+                             f"got {tuple(queries.shape)}")
+        with state_precision(queries.device):
+            read = mlp_forward(weights, queries.transpose(1, 2).to(weights[0].dtype), self.activation, residual=False)
+        return read.transpose(1, 2).to(queries.dtype)
+
     def forward(
         self, x: torch.Tensor, state: NeuralMemoryState | None = None
     ) -> tuple[torch.Tensor, NeuralMemoryState]:
@@ -164,7 +190,7 @@ class NeuralMemory(nn.Module):
         full = (replay + length) // self.chunk_size * self.chunk_size
         # Gates come from sigmoids, so their ranges hold by construction; shapes are still checked.
         kw = dict(chunk_size=self.chunk_size, read=self.read, activation=self.activation, check_inputs=False,
-                  compiled=self.compiled)
+                  compiled=self.compiled, recompute_chunks=self.recompute_chunks)
         memory, ys = state.memory, []
         if full:
             y_full, memory = neural_memory_chunk(*(t[:, :full] for t in seq), memory, **kw)

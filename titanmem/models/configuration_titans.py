@@ -8,6 +8,7 @@ from typing import Any
 from transformers import PreTrainedConfig
 
 from ..blocks import VARIANTS, BlockSpec
+from ..checks import check_int
 from ..layers.masked_attention import ATTENTION_IMPLS
 from ..ops.neural_memory.mlp import ACTIVATIONS
 from .presets import PRESETS
@@ -22,8 +23,12 @@ _WINDOWED = ("swa", "mag", "mal")
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    # A config holds values read from JSON and TOML: every bad one is a ValueError, as transformers'
+    # own config validation raises, with the shared check's message.
+    try:
+        check_int(name, value, minimum)
+    except TypeError as err:
+        raise ValueError(str(err)) from err
 
 
 def _check_positive(name: str, value: object, allow_zero: bool = False) -> None:
@@ -51,6 +56,11 @@ class TitansConfig(PreTrainedConfig):
             (MAC uses ``segment_size`` as its memory chunk).
         segment_size: MAC's segment length.
         rope_theta, rms_norm_eps, attn_impl (``"sdpa"`` or ``"eager"``): attention and norms.
+        compiled, recompute_chunks: how the memory op runs, like ``attn_impl`` an execution choice
+            that leaves the numbers as they are (up to float rounding): ``compiled`` runs its full
+            chunks through ``torch.compile`` (needs a C++ compiler on the CPU; the first call of each
+            shape compiles), ``recompute_chunks`` is the number of chunks per recomputed group in
+            training (0 keeps every intermediate: faster backward, more memory).
         tie_word_embeddings: the LM head shares the embedding matrix.
         initializer_range: std of the normal init of linear and embedding weights.
         use_cache: whether ``forward`` returns a :class:`TitansCache` by default.
@@ -79,6 +89,8 @@ class TitansConfig(PreTrainedConfig):
     rope_theta: float = _SPEC["rope_theta"]
     rms_norm_eps: float = _SPEC["norm_eps"]
     attn_impl: str = _SPEC["attn_impl"]
+    compiled: bool = _SPEC["compiled"]
+    recompute_chunks: int = _SPEC["recompute_chunks"]
     tie_word_embeddings: bool = True
     initializer_range: float = 0.02
     use_cache: bool = True
@@ -94,6 +106,9 @@ class TitansConfig(PreTrainedConfig):
                      "memory_depth", "memory_expansion", "chunk_size", "segment_size"):
             _check_int(name, getattr(self, name), 1)
         _check_int("n_persistent", self.n_persistent, 0)
+        _check_int("recompute_chunks", self.recompute_chunks, 0)
+        if not isinstance(self.compiled, bool):
+            raise ValueError(f"compiled must be a bool, got {self.compiled!r}")
         if self.head_dim is None:
             if self.hidden_size % self.num_attention_heads:
                 raise ValueError(
@@ -102,9 +117,9 @@ class TitansConfig(PreTrainedConfig):
                 )
         else:
             _check_int("head_dim", self.head_dim, 1)
-        dim_head = self.head_dim or self.hidden_size // self.num_attention_heads
-        if self.variant != "lmm" and dim_head % 2:
-            raise ValueError(f"head_dim must be even for variant {self.variant!r} (RoPE), got {dim_head}")
+        resolved_head_dim = self.head_dim or self.hidden_size // self.num_attention_heads
+        if self.variant != "lmm" and resolved_head_dim % 2:
+            raise ValueError(f"head_dim must be even for variant {self.variant!r} (RoPE), got {resolved_head_dim}")
         if self.window is not None:
             _check_int("window", self.window, 1)
         elif self.variant in _WINDOWED:
@@ -126,6 +141,7 @@ class TitansConfig(PreTrainedConfig):
             memory_depth=self.memory_depth, memory_expansion=self.memory_expansion, chunk_size=self.chunk_size,
             max_lr=float(self.max_lr), memory_activation=self.memory_activation, segment_size=self.segment_size,
             rope_theta=float(self.rope_theta), norm_eps=float(self.rms_norm_eps), attn_impl=self.attn_impl,
+            compiled=self.compiled, recompute_chunks=self.recompute_chunks,
         )
 
     @classmethod

@@ -27,7 +27,7 @@ from einops import rearrange
 from torch import nn
 
 from ..layers import Attention, NeuralMemory
-from ..modules.checks import check_int, check_tensor
+from ..checks import check_int, check_tensor
 from ..modules.mlp import SwiGLU
 from ..modules.norm import RMSNorm
 

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .checks import check_int, check_tensor
+from ..checks import check_int, check_tensor
 
 __all__ = ["CausalDepthwiseConv1d"]
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_int
+from ..checks import check_int
 
 __all__ = ["SwiGLU"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .checks import check_int
+from ..checks import check_int
 
 __all__ = ["RMSNorm"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .checks import check_int
+from ..checks import check_int
 
 __all__ = ["apply_rotary", "rotary_cos_sin", "rotary_positions"]
 

@@ -127,7 +127,15 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sta
 
 
 def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Sum of ``values`` over all processes (itself when alone)."""
+    """Sum of ``values`` over all processes (itself when alone).
+
+    Raises ``ValueError`` when ``values`` is not on ``info.device``: the process group's backend
+    reduces tensors of that device only (NCCL refuses CPU tensors), so a CPU tensor that works under
+    gloo would fail on GPUs.
+    """
+    if values.device != info.device:
+        raise ValueError(f"values must be on the training device {info.device} to be reduced, got a tensor on "
+                         f"{values.device}")
     if info.distributed:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.SUM)

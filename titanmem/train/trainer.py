@@ -12,7 +12,6 @@ import json
 import math
 import random
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from ..data import BatchLoader, TokenDataset, get_tokenizer, prepare_dataset
 from ..models import TitansCache, TitansConfig, TitansForCausalLM
 from .checkpoint import find_resumable, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
 from .config import JobConfig
+from .loop import StepRecord, train_steps
 from .distributed import (
     DistInfo, all_reduce_sum, full_optimizer_state, load_optimizer_state, setup_distributed,
     teardown_distributed, wrap_model,
@@ -36,7 +36,9 @@ from .optim import build_optimizer, build_scheduler
 from .validate import ValidationResult, validate
 from .weights import load_weights, weights_to_save
 
-__all__ = ["TrainResult", "build_model_config", "detach_state", "prepare_job_data", "train"]
+__all__ = [
+    "TrainResult", "build_model_config", "detach_state", "lm_loss", "map_state_tensors", "prepare_job_data", "train",
+]
 
 
 @dataclass
@@ -70,18 +72,23 @@ def prepare_job_data(cfg: JobConfig, progress: bool = True) -> Path:
                            val_fraction=cfg.data.val_fraction, seed=cfg.data.split_seed, progress=progress)
 
 
-def detach_state(state: Any) -> Any:
-    """A block state with every tensor detached (truncated backprop between sequences)."""
+def map_state_tensors(state: Any, fn: Any) -> Any:
+    """``state`` (a block state: tensors in dataclasses, tuples, lists, dicts) with ``fn`` applied to every tensor."""
     if isinstance(state, torch.Tensor):
-        return state.detach()
+        return fn(state)
     if dataclasses.is_dataclass(state) and not isinstance(state, type):
-        return dataclasses.replace(state, **{f.name: detach_state(getattr(state, f.name))
+        return dataclasses.replace(state, **{f.name: map_state_tensors(getattr(state, f.name), fn)
                                              for f in dataclasses.fields(state) if f.init})
     if isinstance(state, (list, tuple)):
-        return type(state)(detach_state(s) for s in state)
+        return type(state)(map_state_tensors(s, fn) for s in state)
     if isinstance(state, dict):
-        return {k: detach_state(v) for k, v in state.items()}
+        return {k: map_state_tensors(v, fn) for k, v in state.items()}
     return state
+
+
+def detach_state(state: Any) -> Any:
+    """A block state with every tensor detached (truncated backprop between sequences)."""
+    return map_state_tensors(state, torch.Tensor.detach)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -100,7 +107,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def _gather_states(cache: TitansCache | None, info: DistInfo) -> list[Any] | None:
     """Every process's carried block states (truncated backprop), gathered for the checkpoint."""
-    local = None if cache is None else {"states": detach_state(cache.states), "seen": cache.seen_tokens}
+    # On the CPU: the checkpoint is written from there, and gathering objects needs no device.
+    local = None if cache is None else {"states": map_state_tensors(cache.states, lambda t: t.detach().cpu()),
+                                        "seen": cache.seen_tokens}
     if not info.distributed:
         return [local]
     gathered: list[Any] = [None] * info.world_size
@@ -109,10 +118,12 @@ def _gather_states(cache: TitansCache | None, info: DistInfo) -> list[Any] | Non
 
 
 def _restore_cache(saved: list[Any] | None, info: DistInfo) -> TitansCache | None:
+    """This process's carried block states from a checkpoint (loaded on the CPU), on the training device."""
     if not saved or saved[info.rank] is None:
         return None
     cache = TitansCache()
-    cache.states = {int(k): detach_state(v) for k, v in saved[info.rank]["states"].items()}
+    cache.states = {int(k): map_state_tensors(v, lambda t: t.detach().to(info.device))
+                    for k, v in saved[info.rank]["states"].items()}
     cache.seen_tokens = saved[info.rank]["seen"]
     return cache
 
@@ -154,6 +165,29 @@ class _Run:
         return c.optim.grad_accum * c.data.batch_size * self.info.world_size * c.data.seq_len
 
 
+class _CarriedStates:
+    """The block states carried from batch to batch under truncated backprop (``run.tbptt``)."""
+
+    def __init__(self, cache: TitansCache | None) -> None:
+        self.cache = cache
+
+
+def lm_loss(model: nn.Module, batch: torch.Tensor, carried: _CarriedStates | None = None) -> torch.Tensor:
+    """Next-token cross-entropy (nats per token) of ``batch [B, T + 1]``: inputs ``[:, :-1]``, targets ``[:, 1:]``.
+
+    With ``carried`` (truncated backprop) the forward continues the states in ``carried.cache`` and
+    leaves them there detached: the next batch starts where this one stopped, without a graph into it.
+    """
+    if carried is None:
+        logits = model(input_ids=batch[:, :-1], use_cache=False).logits
+    else:
+        carried.cache = carried.cache if carried.cache is not None else TitansCache()
+        logits = model(input_ids=batch[:, :-1], cache=carried.cache, use_cache=True).logits
+        # This loss's graph is held by the logits; the stored states need none.
+        carried.cache.states = {i: detach_state(st) for i, st in carried.cache.states.items()}
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+
+
 def _log(info: DistInfo, message: str) -> None:
     if info.is_main:
         tqdm.write(message)
@@ -178,7 +212,8 @@ def _train(cfg: JobConfig, info: DistInfo, resume: bool | str | Path, stop_at: i
         torch.set_num_threads(cfg.run.threads)
     run = _Run(cfg, info)
     model = run.model
-    start_step, cache, checkpoint = 0, None, None
+    start_step, checkpoint = 0, None
+    carried = _CarriedStates(None)
     if resume:
         path = find_resumable(run.ckpt_dir) if resume is True else Path(resume)
         if path is None:
@@ -205,7 +240,7 @@ def _train(cfg: JobConfig, info: DistInfo, resume: bool | str | Path, stop_at: i
         scheduler.load_state_dict(trainer_state["scheduler"])
         loader.load_state_dict(trainer_state["loader"])
         _set_rng_state(trainer_state["rng"])
-        cache = _restore_cache(trainer_state.get("tbptt_states"), info)
+        carried.cache = _restore_cache(trainer_state.get("tbptt_states"), info)
     writer = MetricsWriter(run.out_dir, csv_file=cfg.log.csv, jsonl=cfg.log.jsonl,
                            tensorboard=cfg.log.tensorboard) if info.is_main else None
     if writer is not None:
@@ -223,7 +258,7 @@ def _train(cfg: JobConfig, info: DistInfo, resume: bool | str | Path, stop_at: i
     def save(step: int) -> None:
         weights = weights_to_save(wrapped, run.model_config)
         optim_state = full_optimizer_state(wrapped, optimizer)
-        states = _gather_states(cache, info) if cfg.run.tbptt else None
+        states = _gather_states(carried.cache, info) if cfg.run.tbptt else None
         if info.is_main:
             trainer_state = {"step": step, "optimizer": optim_state, "scheduler": scheduler.state_dict(),
                              "loader": loader.state_dict(), "rng": _rng_state(), "tbptt_states": states}
@@ -239,59 +274,47 @@ def _train(cfg: JobConfig, info: DistInfo, resume: bool | str | Path, stop_at: i
     end = cfg.schedule.steps if stop_at is None else min(stop_at, cfg.schedule.steps)
     bar = tqdm(total=cfg.schedule.steps, initial=start_step, disable=not (info.is_main and cfg.log.progress),
                desc=cfg.name, unit="step", dynamic_ncols=True)
-    wrapped.train()
     t_start = time.perf_counter()
-    tokens_since_log, busy_since_log = 0, 0.0  # tokens/s counts training time only, not validation
+    clock = {"mark": t_start, "busy": 0.0, "tokens": 0}  # tokens/s counts training time only, not validation
     last: tuple[float | None, ...] = (None, None, None, None)  # loss, lr, grad norm, tokens/s of the last row
-    for step in range(start_step, end):
-        t_step = time.perf_counter()
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        for micro in range(cfg.optim.grad_accum):
+
+    def batches():
+        while True:
             if cfg.run.tbptt and loader.starts_new_pass(loader.step):
-                cache = None  # a new pass over the data: the lanes restart, so do their states
-            batch = next(loader).to(info.device)
-            last = micro == cfg.optim.grad_accum - 1
-            sync = nullcontext() if last or not isinstance(wrapped, nn.parallel.DistributedDataParallel) \
-                else wrapped.no_sync()
-            with sync:
-                with torch.autocast(info.device.type, dtype=run.autocast, enabled=run.autocast is not None):
-                    if cfg.run.tbptt:
-                        cache = cache if cache is not None else TitansCache()
-                        logits = wrapped(input_ids=batch[:, :-1], cache=cache, use_cache=True).logits
-                    else:
-                        logits = wrapped(input_ids=batch[:, :-1], use_cache=False).logits
-                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
-                (loss / cfg.optim.grad_accum).backward()
-            if cache is not None:
-                cache.states = {i: detach_state(s) for i, s in cache.states.items()}
-            loss_sum += loss.detach().double().cpu()
-        clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(wrapped.parameters(), clip))
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step_loss = float(all_reduce_sum(loss_sum, info)) / (cfg.optim.grad_accum * info.world_size)
+                carried.cache = None  # a new pass over the data: the lanes restart, so do their states
+            yield next(loader).to(info.device)
+
+    def loss_fn(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return lm_loss(model, batch, carried if cfg.run.tbptt else None)
+
+    def on_step(record: StepRecord) -> None:
+        nonlocal last
+        done = record.step
+        clock["busy"] += time.perf_counter() - clock["mark"]
+        step_loss = float(all_reduce_sum(record.loss_sum, info)) / (cfg.optim.grad_accum * info.world_size)
         if not math.isfinite(step_loss):
-            raise FloatingPointError(f"training loss became {step_loss} at step {step + 1}; lower optim.lr or "
+            raise FloatingPointError(f"training loss became {step_loss} at step {done}; lower optim.lr or "
                                      "set optim.grad_clip")
-        done = step + 1
         result.losses.append(step_loss)
-        tokens_since_log += run.tokens_per_step()
-        busy_since_log += time.perf_counter() - t_step
+        clock["tokens"] += run.tokens_per_step()
         bar.update(1)
         val = None
         if cfg.eval.every and done % cfg.eval.every == 0 and done != cfg.schedule.steps:
             val = run_validation()
         if done % cfg.log.every == 0 or val is not None or done == end:
-            rate = tokens_since_log / max(busy_since_log, 1e-9)
-            tokens_since_log, busy_since_log = 0, 0.0
+            rate = clock["tokens"] / max(clock["busy"], 1e-9)
+            clock["tokens"], clock["busy"] = 0, 0.0
             bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{rate:,.0f}")
-            last = (step_loss, lr, grad_norm, rate)
+            last = (step_loss, record.lr, float(record.grad_norm), rate)
             if writer is not None and done != cfg.schedule.steps:  # the last row waits for the final validation
                 writer.write(_record(done, run, *last, time.perf_counter() - t_start, val))
         if cfg.checkpoint.every and done % cfg.checkpoint.every == 0 and done != cfg.schedule.steps:
             save(done)
+        clock["mark"] = time.perf_counter()
+
+    train_steps(wrapped, optimizer, scheduler, batches(), loss_fn, steps=end, start=min(start_step, end),
+                grad_accum=cfg.optim.grad_accum, grad_clip=cfg.optim.grad_clip, device=info.device,
+                autocast=run.autocast, on_step=on_step)
     bar.close()
     result.steps = end
     result.tokens = end * run.tokens_per_step()

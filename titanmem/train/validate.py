@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import eval_batches
+from .device import autocast_context, loss_accumulator
 from .distributed import DistInfo, all_reduce_sum
 
 __all__ = ["ValidationResult", "validate"]
@@ -42,13 +43,16 @@ def validate(
     was_training = model.training
     model.eval()
     rank, world = (info.rank, info.world_size) if shard else (0, 1)
-    totals = torch.zeros(2, dtype=torch.float64)
+    # Summed on the device: no host sync per batch, and the process group reduces it there.
+    nll_sum, count = loss_accumulator(info.device), 0
     for batch in eval_batches(tokens, seq_len, batch_size, max_tokens, rank=rank, world_size=world):
         batch = batch.to(info.device)
-        with torch.autocast(info.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with autocast_context(info.device, autocast_dtype):
             logits = model(input_ids=batch[:, :-1], use_cache=False).logits
         nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="sum")
-        totals += torch.tensor([nll.item(), batch[:, 1:].numel()], dtype=torch.float64)
+        nll_sum += nll.to(nll_sum.dtype)
+        count += batch[:, 1:].numel()
+    totals = torch.stack((nll_sum, torch.tensor(float(count), dtype=nll_sum.dtype, device=info.device)))
     if shard:
         totals = all_reduce_sum(totals, info)
     model.train(was_training)

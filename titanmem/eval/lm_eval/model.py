@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from ...data.shards import SEPARATOR
 from ...data.tokenizers import Tokenizer, get_tokenizer
-from ..loading import load_model, resolve_device
+from ...devices import resolve_device
+from ..loading import load_model
 from ..perplexity import stream_scores
 
 __all__ = ["TitansLM"]

@@ -8,10 +8,14 @@ import torch
 
 from .coefficients import ChunkCoefficients, chunk_coefficients
 from .mlp import activation_backward, activation_fn, mlp_forward
-from .state import MemoryState
+from .state import MemoryState, state_precision
 from .validation import validate_op_inputs
 
 __all__ = ["neural_memory_chunk"]
+
+# Without autograd, chunks still run in groups of this many: the coefficients of a group are built in
+# one batched call, O(group x chunk) memory per row and head, so a 1M-token no-grad call stays bounded.
+NO_GRAD_GROUP_CHUNKS = 16
 
 
 def _chunk_step(
@@ -20,13 +24,13 @@ def _chunk_step(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    lr: torch.Tensor,
+    theta: torch.Tensor,
     coef: ChunkCoefficients,
     read: str,
     activation: str,
     residual: bool,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-    """One chunk of n tokens: q, k ``[B, H, n, Dk]``, v ``[B, H, n, Dv]``, lr ``[B, H, n]``.
+    """One chunk of n tokens: q, k ``[B, H, n, Dk]``, v ``[B, H, n, Dv]``, theta ``[B, H, n]``.
 
     Returns the reads ``[B, H, n, Dv]`` and the weights and momentum after the chunk's last token.
     """
@@ -58,7 +62,7 @@ def _chunk_step(
         # x_i W_{l,i} = beta_i x_i W_{l,0} + c_i x_i S_{l,0} - sum_m G[i,m] theta_m (x_i . h_m) delta_m,
         # computed as one matmul [beta x | c x | -G theta (x h^T)] @ [W_0; S_0; delta]: the scalings
         # fall on the narrow left factor and no output is sliced.
-        neg_g_theta = -(coef.gamma * lr.unsqueeze(-2))  # [B, H, n, n]
+        neg_g_theta = -(coef.gamma * theta.unsqueeze(-2))  # [B, H, n, n]
         beta, c = coef.beta.unsqueeze(-1), coef.c.unsqueeze(-1)
         x = q
         for i, (w, s) in enumerate(zip(weights, moments)):
@@ -68,8 +72,8 @@ def _chunk_step(
         y = x + q if residual else x
 
     # Carry to the next chunk: W_n and S_n as weighted sums of the per-token gradients.
-    carry_w = (coef.carry_w * lr).unsqueeze(-1)
-    carry_s = (coef.carry_s * lr).unsqueeze(-1)
+    carry_w = (coef.carry_w * theta).unsqueeze(-1)
+    carry_s = (coef.carry_s * theta).unsqueeze(-1)
     beta_end = coef.beta[..., -1, None, None]
     c_end = coef.c[..., -1, None, None]
     eta_end = coef.eta_end[..., None, None]
@@ -113,19 +117,24 @@ def _chunk_group(
     residual: bool,
     compiled: bool = False,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-    """Consecutive chunks of ``inputs = (q, k, v, lr, eta, alpha)``, the state carried from one to
-    the next (eqs. 13-14 across chunks); returns the reads ``[B, H, len, Dv]`` and the last state."""
-    q, k, v, lr, eta, alpha = inputs
+    """Consecutive chunks of ``inputs = (q, k, v, theta, eta, alpha)``, the state carried from one to
+    the next (eqs. 13-14 across chunks); returns the reads ``[B, H, len, Dv]`` and the last state.
+
+    Runs with autocast off (see ``state_precision``), in the forward and in the recomputing backward
+    alike, so both compute the same float32 numbers whatever autocast context each was called in.
+    """
+    q, k, v, theta, eta, alpha = inputs
     # A shorter last chunk runs eagerly: compiling every tail length would recompile up to
     # chunk_size - 1 times and then fall back to eager anyway.
     fast = _compiled_step() if compiled else _chunk_step
     # split, not slices: a slice's backward writes into a zero tensor of the whole input's size.
-    pieces = zip(*(t.split(chunk_size, dim=2) for t in (q, k, v, lr)), _group_coefficients(eta, alpha, chunk_size))
+    pieces = zip(*(t.split(chunk_size, dim=2) for t in (q, k, v, theta)), _group_coefficients(eta, alpha, chunk_size))
     ys = []
-    for q_c, k_c, v_c, lr_c, coef in pieces:
-        step = fast if q_c.shape[2] == chunk_size else _chunk_step
-        y, weights, moments = step(weights, moments, q_c, k_c, v_c, lr_c, coef, read, activation, residual)
-        ys.append(y)
+    with state_precision(q.device):
+        for q_c, k_c, v_c, theta_c, coef in pieces:
+            step = fast if q_c.shape[2] == chunk_size else _chunk_step
+            y, weights, moments = step(weights, moments, q_c, k_c, v_c, theta_c, coef, read, activation, residual)
+            ys.append(y)
     return torch.cat(ys, dim=2), weights, moments
 
 
@@ -172,9 +181,9 @@ def neural_memory_chunk(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    lr: torch.Tensor,
-    momentum: torch.Tensor,
-    decay: torch.Tensor,
+    theta: torch.Tensor,
+    eta: torch.Tensor,
+    alpha: torch.Tensor,
     state: MemoryState,
     chunk_size: int = 64,
     read: str = "token",
@@ -193,7 +202,8 @@ def neural_memory_chunk(
     per-token gradient matrices are materialised.
 
     Args:
-        q, k: ``[B, T, H, Dk]``; v: ``[B, T, H, Dv]``; lr, momentum, decay: ``[B, T, H]``.
+        q, k: ``[B, T, H, Dk]``; v: ``[B, T, H, Dv]``; theta, eta, alpha: ``[B, T, H]``, the gates
+            (inner learning rate, momentum, forgetting; see :func:`neural_memory_naive`).
         state: weights and momentum, each ``[B, H, d_in, d_out]``, float32 (or float64).
         chunk_size, read, activation, residual, check_inputs: as in :func:`neural_memory_naive`.
         recompute_chunks: when autograd records, keep only the inputs of each group of this many
@@ -201,17 +211,21 @@ def neural_memory_chunk(
             (activation checkpointing, see ``_RecomputedGroup``): memory linear in T with a
             small constant, one extra forward. Larger groups keep fewer states alive and hold
             more intermediates while one group is recomputed. 0 keeps every intermediate
-            (fastest backward, most memory).
+            (fastest backward, most memory). Without autograd, groups of
+            ``NO_GRAD_GROUP_CHUNKS`` chunks bound the memory of long inputs.
         compiled: run each full chunk through ``torch.compile`` of the chunk step (inductor; on
             CPU it needs a C++ compiler). The same numbers up to float rounding order; the
             first call of each shape compiles (about 20 s on a 2-core CPU), later ones run about
             a quarter faster there (benchmarks/results/peers_compiled.md).
 
+    Under ``torch.autocast`` the memory's arithmetic still runs in the state's dtype (float32): the
+    op casts its inputs and turns autocast off inside, in the recomputing backward too.
+
     Returns:
         ``y`` of shape ``[B, T, H, Dv]`` in q's dtype, and the state after the last token.
     """
     dims = validate_op_inputs(
-        q, k, v, lr, momentum, decay, state, chunk_size, read, activation, residual, check_inputs
+        q, k, v, theta, eta, alpha, state, chunk_size, read, activation, residual, check_inputs
     )
     if isinstance(recompute_chunks, bool) or not isinstance(recompute_chunks, int):
         raise TypeError(f"recompute_chunks must be an int, got {type(recompute_chunks).__name__}")
@@ -224,17 +238,22 @@ def neural_memory_chunk(
 
     dtype, out_dtype = state.weights[0].dtype, q.dtype
     q, k, v = (t.to(dtype).transpose(1, 2) for t in (q, k, v))  # [B, H, T, D]
-    lr, momentum, decay = (g.to(dtype).transpose(1, 2) for g in (lr, momentum, decay))  # [B, H, T]
+    theta, eta, alpha = (g.to(dtype).transpose(1, 2) for g in (theta, eta, alpha))  # [B, H, T]
 
     use_checkpoint = recompute_chunks > 0 and torch.is_grad_enabled()
-    group = chunk_size * recompute_chunks if use_checkpoint else dims.length
+    if use_checkpoint:
+        group = chunk_size * recompute_chunks
+    elif torch.is_grad_enabled():  # recompute_chunks=0: the graph keeps every intermediate anyway
+        group = dims.length
+    else:
+        group = chunk_size * NO_GRAD_GROUP_CHUNKS
     weights, moments = state.weights, state.momentum
     # split, not slices in the loop: the backward of a split concatenates the groups' gradients
     # once, where each slice's backward would write into a zero tensor of the whole input's size.
     settings = (chunk_size, read, activation, residual, compiled)
     depth = len(weights)
     ys: list[torch.Tensor] = []
-    for inputs in zip(*(t.split(group, dim=2) for t in (q, k, v, lr, momentum, decay))):
+    for inputs in zip(*(t.split(group, dim=2) for t in (q, k, v, theta, eta, alpha))):
         if use_checkpoint:
             out = _RecomputedGroup.apply(settings, depth, *weights, *moments, *inputs)
             y_group, weights, moments = out[0], tuple(out[1 : 1 + depth]), tuple(out[1 + depth :])

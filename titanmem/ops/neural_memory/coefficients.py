@@ -74,10 +74,10 @@ def segment_log_sums(log_gate: torch.Tensor) -> torch.Tensor:
     return x.cumsum(dim=-2).masked_fill(~lower, float("-inf"))
 
 
-def chunk_coefficients(momentum: torch.Tensor, decay: torch.Tensor) -> ChunkCoefficients:
-    """Coefficients for gates ``momentum`` (eta) and ``decay`` (alpha) of shape ``[..., n]``."""
-    log_eta = _safe_log(momentum)
-    log_keep = _safe_log(1.0 - decay)
+def chunk_coefficients(eta: torch.Tensor, alpha: torch.Tensor) -> ChunkCoefficients:
+    """Coefficients for the momentum gates ``eta`` and forgetting gates ``alpha``, each ``[..., n]``."""
+    log_eta = _safe_log(eta)
+    log_keep = _safe_log(1.0 - alpha)
     p = segment_log_sums(log_eta).exp()  # P[i, m]
     keep = segment_log_sums(log_keep).exp()  # beta_i / beta_j as keep[i, j]
     gamma = keep @ p

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .mlp import mlp_forward
-from .state import MemoryState
+from .state import MemoryState, state_precision
 from .validation import validate_op_inputs
 
 __all__ = ["neural_memory_naive"]
@@ -15,9 +15,9 @@ def neural_memory_naive(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    lr: torch.Tensor,
-    momentum: torch.Tensor,
-    decay: torch.Tensor,
+    theta: torch.Tensor,
+    eta: torch.Tensor,
+    alpha: torch.Tensor,
     state: MemoryState,
     chunk_size: int = 64,
     read: str = "token",
@@ -39,7 +39,9 @@ def neural_memory_naive(
     Args:
         q, k: ``[B, T, H, Dk]`` queries and keys.
         v: ``[B, T, H, Dv]`` values.
-        lr, momentum, decay: ``[B, T, H]`` gates theta >= 0, eta in [0, 1], alpha in [0, 1].
+        theta, eta, alpha: ``[B, T, H]`` gates, the paper's names: theta >= 0 the inner learning rate
+            (surprise scale), eta in [0, 1] the momentum gate, alpha in [0, 1] the forgetting gate.
+            (``state.momentum`` is the momentum buffer S, not the gate.)
         state: weights and momentum, each ``[B, H, d_in, d_out]``, float32 (or float64).
         chunk_size: tokens per chunk; gradients inside a chunk are taken at the chunk's first weights.
         read: ``"token"`` reads after the token's own update, ``"chunk"`` reads the chunk-start weights.
@@ -47,11 +49,13 @@ def neural_memory_naive(
         residual: memory is ``x + MLP(x)`` (needs Dk == Dv).
         check_inputs: validate shapes and gate ranges (the range check reads the gates' values).
 
+    Under ``torch.autocast`` the loop still runs in the state's dtype (autocast is turned off inside).
+
     Returns:
         ``y`` of shape ``[B, T, H, Dv]`` in q's dtype, and the state after the last token.
     """
     dims = validate_op_inputs(
-        q, k, v, lr, momentum, decay, state, chunk_size, read, activation, residual, check_inputs
+        q, k, v, theta, eta, alpha, state, chunk_size, read, activation, residual, check_inputs
     )
     if dims.length == 0:
         return q.new_empty(dims.batch, 0, dims.heads, dims.dim_v), state
@@ -59,7 +63,7 @@ def neural_memory_naive(
         # The loop needs autograd for the inner gradient, which inference tensors refuse; run on
         # ordinary copies (the results carry no graph, as under no_grad).
         with torch.inference_mode(False), torch.no_grad():
-            copies = [t.clone() for t in (q, k, v, lr, momentum, decay)]
+            copies = [t.clone() for t in (q, k, v, theta, eta, alpha)]
             state = MemoryState(
                 tuple(w.clone() for w in state.weights), tuple(s.clone() for s in state.momentum)
             )
@@ -69,14 +73,15 @@ def neural_memory_naive(
 
     dtype, out_dtype = state.weights[0].dtype, q.dtype
     q, k, v = (t.to(dtype).transpose(1, 2) for t in (q, k, v))  # [B, H, T, D]
-    lr, momentum, decay = (g.to(dtype).transpose(1, 2)[..., None, None] for g in (lr, momentum, decay))
+    theta, eta, alpha = (g.to(dtype).transpose(1, 2)[..., None, None] for g in (theta, eta, alpha))
     # Outer gradients (to q, k, v, gates and the initial state) need the inner gradient's graph.
     track = torch.is_grad_enabled()
 
     weights, moments = list(state.weights), list(state.momentum)
     at_chunk_start = weights
     ys = []
-    with torch.enable_grad():
+    # Autocast off: the state's arithmetic stays in its dtype (float32), as in the chunk op.
+    with torch.enable_grad(), state_precision(q.device):
         for t in range(dims.length):
             if t % chunk_size == 0:
                 at_chunk_start = [
@@ -88,9 +93,9 @@ def neural_memory_naive(
             loss = (mlp_forward(at_chunk_start, k_t, activation, residual) - v_t).square().sum()
             grads = torch.autograd.grad(loss, at_chunk_start, create_graph=track)
             with torch.set_grad_enabled(track):
-                eta, theta, alpha = momentum[:, :, t], lr[:, :, t], decay[:, :, t]
-                moments = [eta * s - theta * g for s, g in zip(moments, grads)]
-                weights = [(1.0 - alpha) * w + s for w, s in zip(weights, moments)]
+                eta_t, theta_t, alpha_t = eta[:, :, t], theta[:, :, t], alpha[:, :, t]
+                moments = [eta_t * s - theta_t * g for s, g in zip(moments, grads)]
+                weights = [(1.0 - alpha_t) * w + s for w, s in zip(weights, moments)]
                 read_weights = weights if read == "token" else at_chunk_start
                 ys.append(mlp_forward(read_weights, q_t, activation, residual))
 

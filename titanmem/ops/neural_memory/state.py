@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["MemoryState"]
+__all__ = ["MemoryState", "state_precision"]
+
+
+def state_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """A context in which the memory's arithmetic runs in the state's dtype, whatever autocast says.
+
+    Under ``torch.autocast`` the coefficient matmuls and the state update would otherwise run in
+    bfloat16 (0.45% off in the reads, growing with the gates); the state is float32, and so is the
+    arithmetic that updates it. The op casts its inputs to the state's dtype itself.
+    """
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ import torch
 from .mlp import ACTIVATIONS
 from .state import MemoryState
 
+__all__ = ["OpDims", "validate_op_inputs"]
+
 READ_MODES = ("token", "chunk")
 STATE_DTYPES = (torch.float32, torch.float64)
 
@@ -50,9 +52,9 @@ def validate_op_inputs(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    lr: torch.Tensor,
-    momentum: torch.Tensor,
-    decay: torch.Tensor,
+    theta: torch.Tensor,
+    eta: torch.Tensor,
+    alpha: torch.Tensor,
     state: MemoryState,
     chunk_size: int,
     read: str,
@@ -61,7 +63,7 @@ def validate_op_inputs(
     check_values: bool = True,
 ) -> OpDims:
     """Raise ``TypeError``/``ValueError`` naming the bad argument; return the dimensions."""
-    for name, t in (("q", q), ("k", k), ("v", v), ("lr", lr), ("momentum", momentum), ("decay", decay)):
+    for name, t in (("q", q), ("k", k), ("v", v), ("theta", theta), ("eta", eta), ("alpha", alpha)):
         _check_tensor(name, t)
     if not isinstance(state, MemoryState):
         raise TypeError(f"state must be a MemoryState, got {type(state).__name__}")
@@ -82,7 +84,7 @@ def validate_op_inputs(
     if v.dim() != 4 or v.shape[:3] != q.shape[:3]:
         raise ValueError(f"v must have shape [B, T, H, Dv] = [{batch}, {length}, {heads}, Dv], got {_shape(v)}")
     dim_v = v.shape[3]
-    for name, g in (("lr", lr), ("momentum", momentum), ("decay", decay)):
+    for name, g in (("theta", theta), ("eta", eta), ("alpha", alpha)):
         if g.shape != q.shape[:3]:
             raise ValueError(f"{name} must have shape [B, T, H] = {_shape(q)[:3]}, got {_shape(g)}")
     if residual and dim_k != dim_v:
@@ -90,17 +92,17 @@ def validate_op_inputs(
 
     _validate_state(state, batch, heads, dim_k, dim_v)
     device = state.weights[0].device
-    for name, t in (("q", q), ("k", k), ("v", v), ("lr", lr), ("momentum", momentum), ("decay", decay)):
+    for name, t in (("q", q), ("k", k), ("v", v), ("theta", theta), ("eta", eta), ("alpha", alpha)):
         if t.device != device:
             raise ValueError(f"{name} is on {t.device} but the memory state is on {device}")
 
     if check_values:
         with torch.no_grad():  # reading values must not record a graph
-            _check_range("lr", lr, 0.0, None)
-            if not bool(torch.isfinite(lr).all()):
-                raise ValueError("lr must be finite, got inf")
-            _check_range("momentum", momentum, 0.0, 1.0)
-            _check_range("decay", decay, 0.0, 1.0)
+            _check_range("theta", theta, 0.0, None)
+            if not bool(torch.isfinite(theta).all()):
+                raise ValueError("theta must be finite, got inf")
+            _check_range("eta", eta, 0.0, 1.0)
+            _check_range("alpha", alpha, 0.0, 1.0)
     return OpDims(batch, length, heads, dim_k, dim_v)
 
 

@@ -1,0 +1,132 @@
+"""The one training loop of titanmem: optimizer steps over micro-batches, whatever is being trained.
+
+Language modelling (:func:`titanmem.train.train`), synthetic-task training
+(:mod:`titanmem.eval.task_train`) and forecasting (:mod:`titanmem.train.forecast`) differ in their
+data and their loss, not in how a step is taken. Each hands :func:`train_steps` an iterator of
+batches and a ``loss_fn(model, batch) -> scalar loss``; the loop does the rest the same way for all:
+autocast, gradient accumulation (DDP synchronises on the last micro-batch only), clipping, the
+optimizer and scheduler step, and a per-step callback for logging, validation, checkpoints or early
+stopping. The optimizer and the schedule come from :mod:`titanmem.train.optim` (one weight-decay
+rule for every model).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..checks import check_int
+from .device import autocast_context, loss_accumulator
+
+__all__ = ["LossFn", "StepRecord", "optimizer_step", "train_steps"]
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What one optimizer step did.
+
+    Attributes:
+        step: optimizer steps done so far (1 after the first).
+        loss_sum: the micro-batches' losses summed (not divided by their number), a scalar on the
+            training device, not yet reduced over processes (the caller reduces it if it needs to).
+        grad_norm: the gradients' total norm before clipping, a scalar tensor on the device (read it
+            with ``float()`` when needed: that waits for the device).
+        lr: the learning rate of the first parameter group during the step.
+    """
+
+    step: int
+    loss_sum: torch.Tensor
+    grad_norm: torch.Tensor
+    lr: float
+
+
+def optimizer_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    batches: Iterator[Any],
+    loss_fn: LossFn,
+    *,
+    grad_accum: int = 1,
+    grad_clip: float = 0.0,
+    device: torch.device | str = "cpu",
+    autocast: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One optimizer step over ``grad_accum`` micro-batches drawn from ``batches``.
+
+    Each micro-batch's loss is divided by ``grad_accum`` before its backward (the gradient of the
+    mean); the forward runs under ``autocast`` (e.g. ``torch.bfloat16``) when given, the backward
+    outside it. Gradients are clipped to total norm ``grad_clip`` (0: not clipped, the norm is still
+    measured), then the optimizer and the scheduler (if any) step and the gradients are cleared.
+
+    Returns:
+        ``(loss_sum, grad_norm, lr)``: the undivided losses summed on ``device``, the norm before
+        clipping (a tensor: nothing here waits for the device), and the learning rate the step used.
+    """
+    device = torch.device(device)
+    loss_sum = loss_accumulator(device)
+    for micro in range(grad_accum):
+        batch = next(batches)
+        last = micro == grad_accum - 1
+        # DDP all-reduces gradients in every backward unless told not to: once, on the last one.
+        sync = nullcontext() if last or not isinstance(model, nn.parallel.DistributedDataParallel) \
+            else model.no_sync()
+        with sync:
+            with autocast_context(device, autocast):
+                loss = loss_fn(model, batch)
+            (loss / grad_accum).backward()
+        loss_sum += loss.detach().to(loss_sum.dtype)
+    clip = grad_clip if grad_clip > 0 else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum, grad_norm, lr
+
+
+def train_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    batches: Iterator[Any],
+    loss_fn: LossFn,
+    *,
+    steps: int,
+    start: int = 0,
+    grad_accum: int = 1,
+    grad_clip: float = 0.0,
+    device: torch.device | str = "cpu",
+    autocast: torch.dtype | None = None,
+    on_step: Callable[[StepRecord], bool | None] | None = None,
+) -> int:
+    """Optimizer steps ``start + 1`` to ``steps`` (see :func:`optimizer_step`), ``model`` in training mode.
+
+    After each step ``on_step(record)`` runs; it may log, validate (restoring training mode after),
+    save a checkpoint, or return True to stop early. Returns the number of steps done in all
+    (``start`` included).
+
+    Raises:
+        TypeError, ValueError: ``steps``, ``start`` or ``grad_accum`` not ints in range.
+    """
+    check_int("steps", steps, 0)
+    check_int("start", start, 0)
+    check_int("grad_accum", grad_accum, 1)
+    model.train()
+    done = start
+    while done < steps:
+        loss_sum, grad_norm, lr = optimizer_step(model, optimizer, scheduler, batches, loss_fn, grad_accum=grad_accum,
+                                                 grad_clip=grad_clip, device=device, autocast=autocast)
+        done += 1
+        if on_step is not None and on_step(StepRecord(done, loss_sum, grad_norm, lr)):
+            break
+    return done
