@@ -27,7 +27,9 @@ from typing import Any
 import torch
 
 from ..data.tokenizers import Tokenizer
-from ..train.config import merge_tables, parse_overrides, read_toml
+from ..train.config import OptimConfig, ScheduleConfig, merge_tables, parse_overrides, read_toml, typed_section
+from ..train.loop import StepRecord, train_steps
+from ..train.optim import build_optimizer, build_scheduler
 from .tasks import Example, Task, make_task
 
 __all__ = [
@@ -61,7 +63,10 @@ class TaskSettings:
 class TrainSettings:
     """AdamW on freshly generated train-split examples of ``length`` tokens, ``batch_size`` per step.
 
-    ``lr`` warms up linearly over ``warmup_steps`` then decays by cosine to ``min_lr_ratio * lr``.
+    The optimizer, schedule and loop are language modelling's (:mod:`titanmem.train.optim`,
+    :mod:`titanmem.train.loop`): ``weight_decay`` applies to matrices (embeddings included), not to
+    norms, biases or persistent tokens; ``lr`` warms up linearly over ``warmup_steps`` then decays by
+    cosine to ``min_lr_ratio * lr``.
     ``loss_on``: ``"answer"`` or ``"all_answers"`` (every span in ``meta["answer_spans"]``, MQAR).
     ``threads``: torch intra-op threads (0 keeps torch's setting).
     """
@@ -110,30 +115,6 @@ class TaskJob:
         return out
 
 
-def _type_ok(value: Any, default: Any) -> bool:
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(default, bool) and isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    return isinstance(value, type(default))
-
-
-def _typed(section: str, cls: type, table: Mapping[str, Any]) -> Any:
-    if not isinstance(table, Mapping):
-        raise ValueError(f"{section} must be a table of keys, got {table!r}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in table.items():
-        if key not in known:
-            raise ValueError(f"unknown config key {section}.{key}; {section} accepts {sorted(known)}")
-        f = known[key]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if not _type_ok(value, default):
-            raise ValueError(f"{section}.{key} must be of type {type(default).__name__}, got {value!r}")
-        kwargs[key] = float(value) if isinstance(default, float) else value
-    return cls(**kwargs)
-
-
 def task_job_from_dict(raw: Mapping[str, Any]) -> TaskJob:
     """Build and check a :class:`TaskJob` from a nested dict (a parsed TOML file); ``ValueError`` names the key."""
     raw = {k: v for k, v in raw.items() if k != "base"}
@@ -153,8 +134,8 @@ def task_job_from_dict(raw: Mapping[str, Any]) -> TaskJob:
         name=str(raw.get("name", "task")), out_dir=str(raw.get("out_dir", f"runs/{raw.get('name', 'task')}")),
         model=ModelSettings(model.pop("preset", "tiny"), model.pop("variant", "mac"), model),
         task=TaskSettings(task.pop("name", "passkey"), task.pop("tokenizer", "byte"), task),
-        train=_typed("train", TrainSettings, raw.get("train", {})),
-        eval=_typed("eval", EvalSettings, raw.get("eval", {})),
+        train=typed_section("train", TrainSettings, raw.get("train", {})),
+        eval=typed_section("eval", EvalSettings, raw.get("eval", {})),
     )
     t, e = job.train, job.eval
     for key, value, low in (("train.length", t.length, 1), ("train.steps", t.steps, 1),
@@ -223,46 +204,52 @@ def make_batch(examples: Sequence[Example], tokenizer: Tokenizer, loss_on: str =
     return ids_t, lab_t
 
 
-def _lr_at(step: int, t: TrainSettings) -> float:
-    if step < t.warmup_steps:
-        return t.lr * (step + 1) / t.warmup_steps
-    progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
-    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
 def train_on_task(job: TaskJob, log: Callable[[str], None] | None = print
                   ) -> tuple[torch.nn.Module, list[dict[str, float]]]:
-    """Train the job's model on its task; returns the model (eval mode) and the loss log rows."""
+    """Train the job's model on its task; returns the model (eval mode) and the loss log rows.
+
+    Through the library's one training loop (:func:`titanmem.train.loop.train_steps`) with its
+    optimizer and schedule (:mod:`titanmem.train.optim`): AdamW with the same decay rule as language
+    modelling, linear warmup then cosine to ``min_lr_ratio``, clipping at ``grad_clip``. The data is
+    a stream of freshly generated train-split examples; the loss is the answers' cross-entropy.
+
+    Raises:
+        FloatingPointError: the loss is not finite (the message says which settings to lower).
+    """
     t = job.train
     if t.threads:
         torch.set_num_threads(t.threads)
     task = job.task.build()
     torch.manual_seed(t.seed)
     model = build_model(job, task.tokenizer).to(t.device)
-    model.train()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay}, {"params": other, "weight_decay": 0.0}],
-                            lr=t.lr, betas=(0.9, 0.95))
-    history, start = [], time.perf_counter()
-    for step in range(t.steps):
-        examples = task.examples(t.batch_size, t.length, "train", t.seed, start=step * t.batch_size)
-        ids, labels = make_batch(examples, task.tokenizer, t.loss_on)
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, t)
-        loss = model(ids.to(t.device), labels=labels.to(t.device), use_cache=False).loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step + 1}: lower train.lr or model.max_lr "
+    optimizer = build_optimizer(model, OptimConfig(lr=t.lr, weight_decay=t.weight_decay, grad_clip=t.grad_clip))
+    scheduler = build_scheduler(optimizer, ScheduleConfig(steps=t.steps, warmup_steps=t.warmup_steps,
+                                                          min_lr_ratio=t.min_lr_ratio))
+
+    def batches():
+        for step in range(t.steps):
+            examples = task.examples(t.batch_size, t.length, "train", t.seed, start=step * t.batch_size)
+            ids, labels = make_batch(examples, task.tokenizer, t.loss_on)
+            yield ids.to(t.device), labels.to(t.device)
+
+    def answer_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        ids, labels = batch
+        return model(ids, labels=labels, use_cache=False).loss
+
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+
+    def on_step(record: StepRecord) -> None:
+        loss = float(record.loss_sum)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss} at step {record.step}: lower train.lr or model.max_lr "
                                      "(the memory's inner learning rate), or raise train.warmup_steps")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        opt.step()
-        history.append({"step": step + 1, "loss": loss.item(), "lr": _lr_at(step, t),
-                        "elapsed_s": time.perf_counter() - start})
-        if log is not None and ((step + 1) % t.log_every == 0 or step + 1 == t.steps):
-            log(f"step {step + 1}/{t.steps}  loss {loss.item():.4f}  {history[-1]['elapsed_s']:.0f}s")
+        history.append({"step": record.step, "loss": loss, "lr": record.lr, "elapsed_s": time.perf_counter() - start})
+        if log is not None and (record.step % t.log_every == 0 or record.step == t.steps):
+            log(f"step {record.step}/{t.steps}  loss {loss:.4f}  {history[-1]['elapsed_s']:.0f}s")
+
+    train_steps(model, optimizer, scheduler, batches(), answer_loss, steps=t.steps, grad_clip=t.grad_clip,
+                device=t.device, on_step=on_step)
     model.eval()
     return model, history
 

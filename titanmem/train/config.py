@@ -22,7 +22,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "CheckpointConfig", "DataConfig", "EvalConfig", "JobConfig", "LogConfig", "ModelConfig", "OptimConfig",
-    "RunConfig", "ScheduleConfig", "config_from_dict", "load_config", "parse_overrides",
+    "RunConfig", "ScheduleConfig", "config_from_dict", "load_config", "merge_tables", "parse_overrides", "read_toml",
+    "typed_section",
 ]
 
 
@@ -166,7 +167,8 @@ _RANGES = {
 }
 
 
-_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "None": type(None), "dict[str, Any]": dict}
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "None": type(None), "dict[str, Any]": dict,
+          "list[int]": list, "list[float]": list}
 
 
 def _type_ok(value: Any, annotation: str) -> bool:
@@ -186,6 +188,18 @@ def _build_section(name: str, cls: type, table: Mapping[str, Any]) -> Any:
     if name == "model":
         table = dict(table)
         return ModelConfig(preset=table.pop("preset", "tiny"), variant=table.pop("variant", "mac"), fields=table)
+    return typed_section(name, cls, table)
+
+
+def typed_section(name: str, cls: type, table: Mapping[str, Any]) -> Any:
+    """The dataclass ``cls`` built from config table ``name``; every job config's sections are read by it.
+
+    Raises ``ValueError`` naming ``name.key`` for a key ``cls`` does not have or a value of another
+    type than the field's annotation (an int is accepted for a float and converted; a bool is not an
+    int). Ranges are the caller's to check.
+    """
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{name} must be a table of keys, got {table!r}")
     known = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in table.items():
         if key not in known:

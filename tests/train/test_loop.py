@@ -1,0 +1,131 @@
+"""The one training loop: what a step does (mean gradient over micro-batches, clipping, schedule) and
+that language modelling, task training and forecasting all run through it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from titanmem.train import loop as loop_module
+from titanmem.train.loop import optimizer_step, train_steps
+
+
+def _linear(seed: int = 0) -> nn.Linear:
+    torch.manual_seed(seed)
+    return nn.Linear(3, 1, bias=False)
+
+
+def _squared_error(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    x, y = batch
+    return ((model(x) - y) ** 2).mean()
+
+
+def _batches(n: int, seed: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(4, 3, generator=g), torch.randn(4, 1, generator=g)) for _ in range(n)]
+
+
+def test_a_step_over_micro_batches_applies_their_mean_gradient():
+    batches = _batches(3)
+    model, reference = _linear(), _linear()
+    loss_sum, grad_norm, lr = optimizer_step(model, torch.optim.SGD(model.parameters(), lr=0.5), None, iter(batches),
+                                             _squared_error, grad_accum=3)
+    mean = sum(_squared_error(reference, b) for b in batches) / 3
+    (grad,) = torch.autograd.grad(mean, reference.weight)
+    torch.testing.assert_close(model.weight, reference.weight - 0.5 * grad)
+    torch.testing.assert_close(float(loss_sum), 3 * float(mean.detach()))
+    torch.testing.assert_close(float(grad_norm), float(grad.norm()))
+    assert lr == 0.5 and model.weight.grad is None  # gradients cleared after the step
+
+
+def test_clipping_scales_the_step_and_reports_the_norm_before_it():
+    batch = _batches(1)
+    model, reference = _linear(), _linear()
+    _, grad_norm, _ = optimizer_step(model, torch.optim.SGD(model.parameters(), lr=1.0), None, iter(batch),
+                                     _squared_error, grad_clip=1e-3)
+    (grad,) = torch.autograd.grad(_squared_error(reference, batch[0]), reference.weight)
+    assert float(grad_norm) == pytest.approx(float(grad.norm())) and float(grad.norm()) > 1e-3
+    torch.testing.assert_close(model.weight, reference.weight - grad * (1e-3 / grad.norm()), rtol=1e-4, atol=1e-7)
+
+
+def test_steps_run_from_start_with_the_schedule_and_stop_when_asked():
+    model = _linear()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (step + 1))
+    seen = []
+    done = train_steps(model, optimizer, scheduler, iter(_batches(10)), _squared_error, steps=10, start=2,
+                       on_step=lambda r: seen.append((r.step, r.lr)) or r.step == 5)
+    assert done == 5 and [s for s, _ in seen] == [3, 4, 5]
+    assert [lr for _, lr in seen] == pytest.approx([1.0, 0.5, 1 / 3])  # the scheduler steps once per step
+    assert model.training
+
+
+@pytest.mark.parametrize("kw, error", [(dict(steps=-1), ValueError), (dict(steps=2, grad_accum=0), ValueError),
+                                       (dict(steps=2.0), TypeError), (dict(steps=2, start=-1), ValueError)])
+def test_bad_loop_arguments_name_themselves(kw, error):
+    model = _linear()
+    name = next(k for k, v in kw.items() if not (isinstance(v, int) and v >= (1 if k == "grad_accum" else 0)))
+    with pytest.raises(error, match=name):
+        train_steps(model, torch.optim.SGD(model.parameters(), lr=1.0), None, iter(_batches(2)), _squared_error, **kw)
+
+
+def _count_loop_calls(monkeypatch, module) -> list[int]:
+    calls: list[int] = []
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["steps"])
+        return loop_module.train_steps(*args, **kwargs)
+
+    monkeypatch.setattr(module, "train_steps", counting)
+    return calls
+
+
+def test_task_training_runs_through_the_loop(monkeypatch):
+    from titanmem.eval import task_train
+
+    calls = _count_loop_calls(monkeypatch, task_train)
+    job = task_train.task_job_from_dict({
+        "model": {"preset": "tiny", "variant": "lmm", "hidden_size": 16, "num_hidden_layers": 1,
+                  "num_attention_heads": 2, "intermediate_size": 32},
+        "task": {"name": "passkey"}, "train": {"length": 128, "steps": 2, "batch_size": 2, "warmup_steps": 1}})
+    _, history = task_train.train_on_task(job, log=None)
+    assert calls == [2] and [h["step"] for h in history] == [1, 2]
+
+
+def test_forecasting_runs_each_epoch_through_the_loop(monkeypatch):
+    from pathlib import Path
+
+    from titanmem.train import forecast
+
+    calls = _count_loop_calls(monkeypatch, forecast)
+    data = Path(__file__).resolve().parents[2] / "data" / "ett" / "ETTh1.csv"
+    job = forecast.ForecastJob(data=str(data), model="dlinear", horizon=24, epochs=2, batch_size=64,
+                               max_train_windows=128)
+    result, _ = forecast.run_forecast(job, progress=False)
+    assert calls == [2, 2] and result.epochs_run == 2
+
+
+def test_language_model_training_runs_through_the_loop(monkeypatch, tmp_path):
+    from titanmem.train import config_from_dict, trainer
+
+    calls = _count_loop_calls(monkeypatch, trainer)
+    cfg = config_from_dict({
+        "out_dir": str(tmp_path / "run"),
+        "model": {"preset": "tiny", "variant": "lmm", "hidden_size": 16, "num_hidden_layers": 1,
+                  "num_attention_heads": 2, "intermediate_size": 32},
+        "data": {"corpus": "text", "corpus_path": str(_write_corpus(tmp_path)), "data_dir": str(tmp_path / "data"),
+                 "seq_len": 16, "batch_size": 2},
+        "schedule": {"steps": 3, "warmup_steps": 1}, "run": {"device": "cpu"}, "checkpoint": {"every": 0},
+        "log": {"progress": False, "plot": False}, "eval": {"every": 0, "tokens": 64, "batch_size": 2}})
+    result = trainer.train(cfg)
+    assert calls == [3] and len(result.losses) == 3
+
+
+def _write_corpus(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"doc{i}.txt").write_text(("All the world's a stage, and all the men and women merely players. " * 8)
+                                            + f"Document {i}.\n")
+    return folder
