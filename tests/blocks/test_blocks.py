@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.helpers import assert_close, run_in_pieces
+from tests.invariants import check_causal, check_decoding_equals_parallel, check_pieces_equal_one_call, \
+    check_rows_independent
 from titanmem.blocks import VARIANTS, BlockSpec, build_block
 
 RTOL = 1e-10
@@ -34,37 +35,24 @@ def _x(B: int = 2, length: int = T, seed: int = 1) -> torch.Tensor:
 @pytest.mark.parametrize("p", [0, 3, 4, 5, 9, 18], ids=lambda p: f"p{p}")
 def test_causal(variant, p):
     # p = 3, 4, 5 and 9 sit at and around segment/chunk (4) and window (5) boundaries.
-    block, x = _block(variant), _x()
-    y, _ = block(x)
-    x2 = x.clone()
-    x2[:, p] += 1.0
-    y2, _ = block(x2)
-    assert torch.equal(y[:, :p], y2[:, :p]), "an output before the perturbed token changed"
-    assert (y[:, p] - y2[:, p]).abs().max() > 1e-8
+    check_causal(_block(variant), _x(), p, lambda row: row + 1.0)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("lengths", [(3, 7, 9), (4, 4, 11), (1, 0, 2, 16)], ids=["uneven", "aligned", "small"])
 def test_pieces_equal_one_call(variant, lengths):
-    block, x = _block(variant), _x()
-    y, _ = block(x)
-    assert_close("pieces", y, run_in_pieces(block, x, lengths)[0], RTOL)
+    check_pieces_equal_one_call(_block(variant), _x(), lengths, RTOL)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("prefill", [0, 3, 4, 6])
 def test_decoding_equals_parallel(variant, prefill):
-    block, x = _block(variant), _x()
-    y, _ = block(x)
-    assert_close("decode", y, run_in_pieces(block, x, (prefill,) + (1,) * (T - prefill))[0], RTOL)
+    check_decoding_equals_parallel(_block(variant), _x(), prefill, RTOL)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_batch_rows_independent(variant):
-    block, x = _block(variant), _x(B=3)
-    y, _ = block(x)
-    for b in range(3):
-        assert_close(f"row {b}", y[b : b + 1], block(x[b : b + 1])[0], RTOL)
+    check_rows_independent(_block(variant), _x(B=3), RTOL)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

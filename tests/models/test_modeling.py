@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from tests.helpers import assert_close
+from tests.invariants import check_causal, check_decoding_equals_parallel, check_pieces_equal_one_call, \
+    check_rows_independent, lm_step
 from titanmem.blocks import VARIANTS
 from titanmem.models import TitansCache, TitansConfig, TitansForCausalLM, output_cache
 
@@ -54,48 +56,36 @@ def _logits(model, ids, **kw) -> torch.Tensor:
 @pytest.mark.parametrize("prefill", [1, 5, 8])
 def test_decoding_with_cache_equals_parallel(variant_model, prefill):
     _, model = variant_model
+    check_decoding_equals_parallel(lm_step(model), _ids(), prefill, RTOL)
+
+
+def test_the_cache_is_updated_in_place_and_counts_tokens(variant_model):
+    _, model = variant_model
     ids = _ids()
-    full = _logits(model, ids)
     with torch.no_grad():
-        out = model(ids[:, :prefill], use_cache=True)
-        cache, steps = output_cache(out), [out.logits]
+        out = model(ids[:, :5], use_cache=True)
+        cache = output_cache(out)
         assert isinstance(cache, TitansCache) and len(cache) == 2
-        for t in range(prefill, T):
-            out = model(ids[:, t : t + 1], cache=cache)
-            assert output_cache(out) is cache
-            steps.append(out.logits)
+        for t in range(5, T):
+            assert output_cache(model(ids[:, t : t + 1], cache=cache)) is cache
     assert cache.get_seq_length() == T
-    assert_close("decode", full, torch.cat(steps, dim=1), RTOL)
 
 
 def test_pieces_equal_one_call(variant_model):
     _, model = variant_model
-    ids, cache, logits, start = _ids(), TitansCache(), [], 0
-    with torch.no_grad():
-        for n in (3, 7, 9):
-            logits.append(model(ids[:, start : start + n], cache=cache).logits)
-            start += n
-    assert_close("pieces", _logits(model, ids), torch.cat(logits, dim=1), RTOL)
+    check_pieces_equal_one_call(lm_step(model), _ids(), (3, 7, 9), RTOL)
 
 
 def test_rows_of_a_batch_are_independent(variant_model):
     _, model = variant_model
-    ids = _ids(B=3)
-    batch = _logits(model, ids)
-    for b in range(3):
-        assert_close(f"row {b}", _logits(model, ids[b : b + 1]), batch[b : b + 1], RTOL)
+    check_rows_independent(lm_step(model), _ids(B=3), RTOL)
 
 
 # chunk 4, segment 8, window 5: at, just before and just after each boundary, and inside.
 @pytest.mark.parametrize("p", [0, 3, 4, 5, 7, 8, 9, 11, 15, 16])
 def test_causal(variant_model, p):
     _, model = variant_model
-    ids = _ids()
-    changed = ids.clone()
-    changed[:, p] = (changed[:, p] + 1) % VOCAB
-    a, b = _logits(model, ids), _logits(model, changed)
-    assert torch.equal(a[:, :p], b[:, :p]), "logits before the changed token moved"
-    assert (a[:, p] - b[:, p]).abs().max() > 1e-8
+    check_causal(lm_step(model), _ids(), p, lambda column: (column + 1) % VOCAB)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
