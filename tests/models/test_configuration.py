@@ -120,3 +120,19 @@ def test_runtime_options_come_from_a_training_config():
     config = build_model_config(job, 256)
     assert config.recompute_chunks == 2 and config.compiled is True
     assert config.block_spec().recompute_chunks == 2 and config.block_spec().compiled is True
+
+
+@pytest.mark.parametrize("overrides", [dict(max_surprise=0.0), dict(max_surprise=-1.0), dict(max_surprise="big"),
+                                       dict(check_memory_finite="yes")], ids=str)
+def test_memory_safety_fields_are_checked(overrides):
+    with pytest.raises(ValueError, match=next(iter(overrides))):
+        TitansConfig(variant="lmm", **SMALL, **overrides)
+
+
+def test_memory_safety_fields_reach_every_memory_layer():
+    from titanmem.layers import NeuralMemory
+
+    config = TitansConfig(variant="mac", **SMALL, num_hidden_layers=2, max_surprise=0.5, check_memory_finite=False)
+    layers = [m for m in TitansForCausalLM(config).modules() if isinstance(m, NeuralMemory)]
+    assert [m.name for m in layers] == ["layers.0.memory", "layers.1.memory"]
+    assert all(m.max_surprise == 0.5 and not m.check_finite for m in layers)

@@ -289,3 +289,25 @@ def test_init_keeps_the_layers_own_initialisation():
     assert abs(memory.qkv_proj.weight.std().item() - 0.3) < 0.03  # linear weights: initializer_range
     untied = TitansForCausalLM(TitansConfig(variant="lmm", **{**TINY, "tie_word_embeddings": False}))
     assert untied.lm_head.weight is not untied.model.embed_tokens.weight
+
+
+def _saturated(variant: str, **kw) -> TitansForCausalLM:
+    """A model whose memories learn at a huge rate with full momentum and no forgetting: they diverge."""
+    model = _model(variant, dtype=torch.float32, max_lr=1e6, **kw)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("gate_proj.bias"):
+                p.view(3, -1)[0].fill_(20.0)  # theta = max_lr
+                p.view(3, -1)[1].fill_(20.0)  # eta = 1
+                p.view(3, -1)[2].fill_(-20.0)  # alpha = 0
+    return model
+
+
+@pytest.mark.parametrize("variant", ["lmm", "mac", "mag", "mal"])
+def test_a_diverging_memory_raises_naming_the_layer_and_position(variant):
+    from titanmem.layers import MemoryDivergedError
+
+    with pytest.raises(MemoryDivergedError, match=r"layers\.0\.memory: the memory diverged \(.*position \d+"):
+        _saturated(variant)(_ids(length=64))
+    quiet = _saturated(variant, check_memory_finite=False)(_ids(length=64)).logits  # the switch: no check
+    assert not bool(torch.isfinite(quiet).all())

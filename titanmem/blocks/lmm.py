@@ -18,7 +18,8 @@ def memory_layer(spec: BlockSpec) -> NeuralMemory:
     return NeuralMemory(spec.hidden_size, spec.num_heads, spec.head_dim, memory_depth=spec.memory_depth,
                         memory_expansion=spec.memory_expansion, chunk_size=spec.chunk_size,
                         activation=spec.memory_activation, max_lr=spec.max_lr, compiled=spec.compiled,
-                        recompute_chunks=spec.recompute_chunks)
+                        recompute_chunks=spec.recompute_chunks, max_surprise=spec.max_surprise,
+                        check_finite=spec.check_memory_finite)
 
 
 class LMMBlock(nn.Module):

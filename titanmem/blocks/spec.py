@@ -23,6 +23,8 @@ class BlockSpec:
         memory_depth, memory_expansion, chunk_size, max_lr, memory_activation: the neural memory.
         segment_size: MAC segment length C (eqs. 21-25).
         rope_theta: RoPE base; norm_eps: RMSNorm epsilon; attn_impl: ``"sdpa"`` or ``"eager"``.
+        max_surprise: bound on each token's surprise norm in the memory (None: unbounded).
+        check_memory_finite: the memory layers raise when their state becomes non-finite.
         compiled, recompute_chunks: how the memory op runs (``torch.compile`` of its chunks; chunks
             per recomputed group in training, 0 = keep every intermediate). Execution choices: the
             numbers are the same up to float rounding.
@@ -45,6 +47,8 @@ class BlockSpec:
     attn_impl: str = "sdpa"
     compiled: bool = False
     recompute_chunks: int = 8
+    max_surprise: float | None = None
+    check_memory_finite: bool = True
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_heads", "intermediate_size", "memory_depth", "memory_expansion",

@@ -2,8 +2,9 @@
 
 from .attention import Attention, AttentionState
 from .masked_attention import causal_window_mask, masked_attention
-from .neural_memory import NeuralMemory, NeuralMemoryState
+from .neural_memory import MemoryDivergedError, NeuralMemory, NeuralMemoryState
 
 __all__ = [
-    "Attention", "AttentionState", "NeuralMemory", "NeuralMemoryState", "causal_window_mask", "masked_attention",
+    "Attention", "AttentionState", "MemoryDivergedError", "NeuralMemory", "NeuralMemoryState", "causal_window_mask",
+    "masked_attention",
 ]

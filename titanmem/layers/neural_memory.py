@@ -18,8 +18,13 @@ from ..modules.norm import RMSNorm
 from ..ops import MemoryState, neural_memory_chunk
 from ..ops.neural_memory.mlp import ACTIVATIONS, mlp_forward
 from ..ops.neural_memory.state import state_precision
+from ..ops.neural_memory.surprise import check_max_surprise
 
-__all__ = ["NeuralMemory", "NeuralMemoryState"]
+__all__ = ["MemoryDivergedError", "NeuralMemory", "NeuralMemoryState"]
+
+
+class MemoryDivergedError(FloatingPointError):
+    """The memory's weights or reads became non-finite: raised instead of returning NaN."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,11 @@ class NeuralMemory(nn.Module):
             an execution choice, not a hyperparameter; the first call of each shape compiles.
         recompute_chunks: chunks per recomputed group when autograd records (see
             ``neural_memory_chunk``; 0 keeps every intermediate).
+        max_surprise: bound on each token's surprise norm (``neural_memory_naive``); None: unbounded.
+        check_finite: after each call, check that the memory state is finite and raise
+            :class:`MemoryDivergedError` naming the layer and the first non-finite position if not
+            (one device sync per call; turn it off where that costs).
+        name: how errors name this layer (the model sets its module path).
     """
 
     def __init__(
@@ -85,6 +95,9 @@ class NeuralMemory(nn.Module):
         read: str = "token",
         compiled: bool = False,
         recompute_chunks: int = 8,
+        max_surprise: float | None = None,
+        check_finite: bool = True,
+        name: str = "NeuralMemory",
     ) -> None:
         super().__init__()
         for name, value in (("hidden_size", hidden_size), ("num_heads", num_heads), ("memory_depth", memory_depth),
@@ -108,6 +121,10 @@ class NeuralMemory(nn.Module):
         self.num_heads, self.head_dim, self.chunk_size = num_heads, head_dim, chunk_size
         self.activation, self.max_lr, self.read, self.compiled = activation, max_lr, read, compiled
         self.recompute_chunks = recompute_chunks
+        self.max_surprise = check_max_surprise(max_surprise)
+        if not isinstance(check_finite, bool):
+            raise TypeError(f"check_finite must be a bool, got {type(check_finite).__name__}")
+        self.check_finite, self.name = check_finite, name
         inner = num_heads * head_dim
         self.qkv_proj = nn.Linear(hidden_size, 3 * inner, bias=False)
         self.conv = CausalDepthwiseConv1d(3 * inner, conv_kernel)
@@ -150,6 +167,19 @@ class NeuralMemory(nn.Module):
         theta, eta, alpha = rearrange(torch.sigmoid(self.gate_proj(x)), "b t (three h) -> three b t h", three=3)
         return (q, k, v, self.max_lr * theta, eta, alpha), tail
 
+    def _raise_if_diverged(self, y: torch.Tensor, memory: MemoryState, offset: int) -> None:
+        # One reduction and one host sync for the common, finite case; the search only on failure.
+        if bool(torch.isfinite(y).all()) and all(bool(torch.isfinite(w).all()) for w in memory.weights):
+            return
+        bad = (~torch.isfinite(y)).flatten(2).any(-1).any(0).nonzero()  # token positions within this call
+        where = (f"first non-finite read at position {offset + int(bad[0])}" if bad.numel()
+                 else f"the state after position {offset + y.shape[1] - 1}")
+        raise MemoryDivergedError(
+            f"{self.name}: the memory diverged ({where}): the inner update grew without bound. Set "
+            "max_surprise (TitansConfig.max_surprise) to bound each token's update, or lower max_lr; "
+            "check_finite=False (TitansConfig.check_memory_finite=False) turns this check off"
+        )
+
     def retrieve(self, queries: torch.Tensor, state: NeuralMemoryState) -> torch.Tensor:
         """Read the memory without writing it: ``M(q)`` at the state's last chunk boundary (eq. 15).
 
@@ -190,7 +220,7 @@ class NeuralMemory(nn.Module):
         full = (replay + length) // self.chunk_size * self.chunk_size
         # Gates come from sigmoids, so their ranges hold by construction; shapes are still checked.
         kw = dict(chunk_size=self.chunk_size, read=self.read, activation=self.activation, check_inputs=False,
-                  compiled=self.compiled, recompute_chunks=self.recompute_chunks)
+                  compiled=self.compiled, recompute_chunks=self.recompute_chunks, max_surprise=self.max_surprise)
         memory, ys = state.memory, []
         if full:
             y_full, memory = neural_memory_chunk(*(t[:, :full] for t in seq), memory, **kw)
@@ -199,6 +229,8 @@ class NeuralMemory(nn.Module):
             y_rest, _ = neural_memory_chunk(*(t[:, full:] for t in seq), memory, **kw)
             ys.append(y_rest)
         y = torch.cat(ys, dim=1)[:, replay:]
+        if self.check_finite:
+            self._raise_if_diverged(y, memory, state.offset)
         gate = torch.sigmoid(self.out_gate(x))
         out = self.o_proj(rearrange(self.out_norm(y.to(x.dtype)), "b t h d -> b t (h d)") * gate)
         # Copies, not views: a view would keep the whole piece's projections alive with the state.

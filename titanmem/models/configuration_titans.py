@@ -11,6 +11,7 @@ from ..blocks import VARIANTS, BlockSpec
 from ..checks import check_int
 from ..layers.masked_attention import ATTENTION_IMPLS
 from ..ops.neural_memory.mlp import ACTIVATIONS
+from ..ops.neural_memory.surprise import check_max_surprise
 from .presets import PRESETS
 
 __all__ = ["TitansConfig"]
@@ -61,6 +62,11 @@ class TitansConfig(PreTrainedConfig):
             chunks through ``torch.compile`` (needs a C++ compiler on the CPU; the first call of each
             shape compiles), ``recompute_chunks`` is the number of chunks per recomputed group in
             training (0 keeps every intermediate: faster backward, more memory).
+        max_surprise: bound on the norm of each token's memory gradient (None: the paper's unbounded
+            rule): the defence against an inner update that diverges when the gates saturate.
+        check_memory_finite: every memory layer checks its state after each call and raises
+            ``MemoryDivergedError`` naming the layer and the position instead of returning NaN (one
+            device sync per layer and call; False turns it off).
         tie_word_embeddings: the LM head shares the embedding matrix.
         initializer_range: std of the normal init of linear and embedding weights.
         use_cache: whether ``forward`` returns a :class:`TitansCache` by default.
@@ -91,6 +97,8 @@ class TitansConfig(PreTrainedConfig):
     attn_impl: str = _SPEC["attn_impl"]
     compiled: bool = _SPEC["compiled"]
     recompute_chunks: int = _SPEC["recompute_chunks"]
+    max_surprise: float | None = _SPEC["max_surprise"]
+    check_memory_finite: bool = _SPEC["check_memory_finite"]
     tie_word_embeddings: bool = True
     initializer_range: float = 0.02
     use_cache: bool = True
@@ -109,6 +117,12 @@ class TitansConfig(PreTrainedConfig):
         _check_int("recompute_chunks", self.recompute_chunks, 0)
         if not isinstance(self.compiled, bool):
             raise ValueError(f"compiled must be a bool, got {self.compiled!r}")
+        if not isinstance(self.check_memory_finite, bool):
+            raise ValueError(f"check_memory_finite must be a bool, got {self.check_memory_finite!r}")
+        try:
+            check_max_surprise(self.max_surprise)
+        except TypeError as err:
+            raise ValueError(str(err)) from err
         if self.head_dim is None:
             if self.hidden_size % self.num_attention_heads:
                 raise ValueError(
@@ -142,6 +156,8 @@ class TitansConfig(PreTrainedConfig):
             max_lr=float(self.max_lr), memory_activation=self.memory_activation, segment_size=self.segment_size,
             rope_theta=float(self.rope_theta), norm_eps=float(self.rms_norm_eps), attn_impl=self.attn_impl,
             compiled=self.compiled, recompute_chunks=self.recompute_chunks,
+            max_surprise=None if self.max_surprise is None else float(self.max_surprise),
+            check_memory_finite=self.check_memory_finite,
         )
 
     @classmethod

@@ -16,6 +16,7 @@ from transformers.generation import GenerationMode
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from ..blocks import build_block
+from ..layers import NeuralMemory
 from ..modules.norm import RMSNorm
 from .cache import TitansCache
 from .configuration_titans import TitansConfig
@@ -108,6 +109,9 @@ class TitansModel(TitansPreTrainedModel):
         spec = config.block_spec()
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(build_block(config.variant, spec) for _ in range(config.num_hidden_layers))
+        for name, module in self.layers.named_modules(prefix="layers"):
+            if isinstance(module, NeuralMemory):  # errors then say which layer: "layers.3.memory"
+                module.name = name
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_init()
 

@@ -9,6 +9,7 @@ import torch
 from .coefficients import ChunkCoefficients, chunk_coefficients
 from .mlp import activation_backward, activation_fn, mlp_forward
 from .state import MemoryState, state_precision
+from .surprise import check_max_surprise, surprise_scale
 from .validation import validate_op_inputs
 
 __all__ = ["neural_memory_chunk"]
@@ -29,6 +30,7 @@ def _chunk_step(
     read: str,
     activation: str,
     residual: bool,
+    max_surprise: float | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """One chunk of n tokens: q, k ``[B, H, n, Dk]``, v ``[B, H, n, Dv]``, theta ``[B, H, n]``.
 
@@ -54,6 +56,10 @@ def _chunk_step(
         delta = act_backward(delta @ weights[i + 1].transpose(-1, -2), pre[i])
         deltas.append(delta)
     deltas.reverse()
+    if max_surprise is not None:
+        # ||h^T delta||_F = ||h|| ||delta|| per token: the squared norm of each token's whole gradient.
+        squared = sum(h.square().sum(-1) * d.square().sum(-1) for h, d in zip(inputs, deltas))
+        theta = theta * surprise_scale(squared, max_surprise)
 
     if read == "chunk":
         y = mlp_forward(weights, q, activation, residual)
@@ -116,6 +122,7 @@ def _chunk_group(
     activation: str,
     residual: bool,
     compiled: bool = False,
+    max_surprise: float | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """Consecutive chunks of ``inputs = (q, k, v, theta, eta, alpha)``, the state carried from one to
     the next (eqs. 13-14 across chunks); returns the reads ``[B, H, len, Dv]`` and the last state.
@@ -133,7 +140,8 @@ def _chunk_group(
     with state_precision(q.device):
         for q_c, k_c, v_c, theta_c, coef in pieces:
             step = fast if q_c.shape[2] == chunk_size else _chunk_step
-            y, weights, moments = step(weights, moments, q_c, k_c, v_c, theta_c, coef, read, activation, residual)
+            y, weights, moments = step(weights, moments, q_c, k_c, v_c, theta_c, coef, read, activation, residual,
+                                       max_surprise)
             ys.append(y)
     return torch.cat(ys, dim=2), weights, moments
 
@@ -192,6 +200,7 @@ def neural_memory_chunk(
     check_inputs: bool = True,
     recompute_chunks: int = 8,
     compiled: bool = False,
+    max_surprise: float | None = None,
 ) -> tuple[torch.Tensor, MemoryState]:
     """Titans neural memory (arXiv 2501.00663v1, eqs. 12-18), computed chunk by chunk with matmuls.
 
@@ -217,6 +226,7 @@ def neural_memory_chunk(
             CPU it needs a C++ compiler). The same numbers up to float rounding order; the
             first call of each shape compiles (about 20 s on a 2-core CPU), later ones run about
             a quarter faster there (benchmarks/results/peers_compiled.md).
+        max_surprise: bound on each token's surprise, as in :func:`neural_memory_naive`.
 
     Under ``torch.autocast`` the memory's arithmetic still runs in the state's dtype (float32): the
     op casts its inputs and turns autocast off inside, in the recomputing backward too.
@@ -233,6 +243,7 @@ def neural_memory_chunk(
         raise ValueError(f"recompute_chunks must be >= 0 (0 disables recomputation), got {recompute_chunks}")
     if not isinstance(compiled, bool):
         raise TypeError(f"compiled must be a bool, got {type(compiled).__name__}")
+    max_surprise = check_max_surprise(max_surprise)
     if dims.length == 0:
         return q.new_empty(dims.batch, 0, dims.heads, dims.dim_v), state
 
@@ -250,7 +261,7 @@ def neural_memory_chunk(
     weights, moments = state.weights, state.momentum
     # split, not slices in the loop: the backward of a split concatenates the groups' gradients
     # once, where each slice's backward would write into a zero tensor of the whole input's size.
-    settings = (chunk_size, read, activation, residual, compiled)
+    settings = (chunk_size, read, activation, residual, compiled, max_surprise)
     depth = len(weights)
     ys: list[torch.Tensor] = []
     for inputs in zip(*(t.split(group, dim=2) for t in (q, k, v, theta, eta, alpha))):

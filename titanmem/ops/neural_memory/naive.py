@@ -6,6 +6,7 @@ import torch
 
 from .mlp import mlp_forward
 from .state import MemoryState, state_precision
+from .surprise import check_max_surprise, surprise_scale
 from .validation import validate_op_inputs
 
 __all__ = ["neural_memory_naive"]
@@ -24,6 +25,7 @@ def neural_memory_naive(
     activation: str = "gelu",
     residual: bool = False,
     check_inputs: bool = True,
+    max_surprise: float | None = None,
 ) -> tuple[torch.Tensor, MemoryState]:
     """Titans neural memory (arXiv 2501.00663v1, eqs. 12-15), one token at a time.
 
@@ -48,6 +50,10 @@ def neural_memory_naive(
         activation: ``"gelu"``, ``"silu"`` or ``"relu"`` between memory layers.
         residual: memory is ``x + MLP(x)`` (needs Dk == Dv).
         check_inputs: validate shapes and gate ranges (the range check reads the gates' values).
+        max_surprise: bound ``tau`` on each token's surprise: ``g_t`` is replaced by
+            ``g_t * min(1, tau / ||g_t||)``, the norm over every memory layer's gradient, per batch
+            row and head (see :mod:`titanmem.ops.neural_memory.surprise`). None: unbounded (the
+            paper's rule).
 
     Under ``torch.autocast`` the loop still runs in the state's dtype (autocast is turned off inside).
 
@@ -57,6 +63,7 @@ def neural_memory_naive(
     dims = validate_op_inputs(
         q, k, v, theta, eta, alpha, state, chunk_size, read, activation, residual, check_inputs
     )
+    max_surprise = check_max_surprise(max_surprise)
     if dims.length == 0:
         return q.new_empty(dims.batch, 0, dims.heads, dims.dim_v), state
     if torch.is_inference_mode_enabled():
@@ -68,7 +75,8 @@ def neural_memory_naive(
                 tuple(w.clone() for w in state.weights), tuple(s.clone() for s in state.momentum)
             )
             return neural_memory_naive(
-                *copies, state, chunk_size, read, activation, residual, check_inputs=False
+                *copies, state, chunk_size, read, activation, residual, check_inputs=False,
+                max_surprise=max_surprise,
             )
 
     dtype, out_dtype = state.weights[0].dtype, q.dtype
@@ -94,6 +102,9 @@ def neural_memory_naive(
             grads = torch.autograd.grad(loss, at_chunk_start, create_graph=track)
             with torch.set_grad_enabled(track):
                 eta_t, theta_t, alpha_t = eta[:, :, t], theta[:, :, t], alpha[:, :, t]
+                if max_surprise is not None:  # clip g_t to norm tau: the same as scaling theta_t
+                    squared = sum(g.square().sum((-2, -1)) for g in grads)  # [B, H]
+                    theta_t = theta_t * surprise_scale(squared, max_surprise)[..., None, None]
                 moments = [eta_t * s - theta_t * g for s, g in zip(moments, grads)]
                 weights = [(1.0 - alpha_t) * w + s for w, s in zip(weights, moments)]
                 read_weights = weights if read == "token" else at_chunk_start
