@@ -180,3 +180,17 @@ def test_retrieve_reads_the_memory_at_the_last_chunk_boundary_without_writing():
     assert all(torch.equal(a, b) for a, b in zip(before, state.memory.weights))  # nothing written
     with pytest.raises(ValueError, match=r"queries must have shape \[B=2, n, H=2, D=6\], got \(2, 5, 2\)"):
         layer.retrieve(q[..., 0], state)
+
+
+def test_the_forgetting_gate_stays_below_max_alpha_and_starts_at_its_bias():
+    torch.manual_seed(0)
+    layer = NeuralMemory(hidden_size=12, num_heads=2, chunk_size=8, max_alpha=1e-3, forget_bias_init=-1.0).double()
+    bias = layer.gate_proj.bias.detach().view(3, -1)[2]
+    assert torch.equal(bias, torch.full_like(bias, -1.0))
+    x = 50.0 * _x(T=9)  # large inputs push the gate logits far from their bias
+    with torch.no_grad():
+        (_, _, _, _, _, alpha), _ = layer._inputs(x, None)
+        assert float(alpha.max()) <= 1e-3 and float(alpha.min()) >= 0.0
+        layer.gate_proj.weight.zero_()  # logits = bias: alpha = max_alpha * sigmoid(-1)
+        (_, _, _, _, _, alpha), _ = layer._inputs(x, None)
+    torch.testing.assert_close(alpha, torch.full_like(alpha, 1e-3 * torch.sigmoid(torch.tensor(-1.0)).item()))

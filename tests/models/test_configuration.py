@@ -136,3 +136,10 @@ def test_memory_safety_fields_reach_every_memory_layer():
     layers = [m for m in TitansForCausalLM(config).modules() if isinstance(m, NeuralMemory)]
     assert [m.name for m in layers] == ["layers.0.memory", "layers.1.memory"]
     assert all(m.max_surprise == 0.5 and not m.check_finite for m in layers)
+
+
+@pytest.mark.parametrize("overrides", [dict(max_alpha=0.0), dict(max_alpha=1.5), dict(max_alpha=True),
+                                       dict(forget_bias_init=float("nan")), dict(forget_bias_init="low")], ids=str)
+def test_forgetting_gate_fields_are_checked(overrides):
+    with pytest.raises(ValueError, match=next(iter(overrides))):
+        TitansConfig(variant="lmm", **SMALL, **overrides)

@@ -19,7 +19,8 @@ def memory_layer(spec: BlockSpec) -> NeuralMemory:
                         memory_expansion=spec.memory_expansion, chunk_size=spec.chunk_size,
                         activation=spec.memory_activation, max_lr=spec.max_lr, compiled=spec.compiled,
                         recompute_chunks=spec.recompute_chunks, max_surprise=spec.max_surprise,
-                        check_finite=spec.check_memory_finite)
+                        check_finite=spec.check_memory_finite, max_alpha=spec.max_alpha,
+                        forget_bias_init=spec.forget_bias_init)
 
 
 class LMMBlock(nn.Module):

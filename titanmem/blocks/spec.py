@@ -24,6 +24,7 @@ class BlockSpec:
         segment_size: MAC segment length C (eqs. 21-25).
         rope_theta: RoPE base; norm_eps: RMSNorm epsilon; attn_impl: ``"sdpa"`` or ``"eager"``.
         max_surprise: bound on each token's surprise norm in the memory (None: unbounded).
+        max_alpha, forget_bias_init: the forgetting gate's upper bound and initial logit bias.
         check_memory_finite: the memory layers raise when their state becomes non-finite.
         compiled, recompute_chunks: how the memory op runs (``torch.compile`` of its chunks; chunks
             per recomputed group in training, 0 = keep every intermediate). Execution choices: the
@@ -49,6 +50,8 @@ class BlockSpec:
     recompute_chunks: int = 8
     max_surprise: float | None = None
     check_memory_finite: bool = True
+    max_alpha: float = 1.0
+    forget_bias_init: float = -5.0
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_heads", "intermediate_size", "memory_depth", "memory_expansion",

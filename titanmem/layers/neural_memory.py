@@ -5,6 +5,7 @@ Axes: ``b`` batch, ``t`` time, ``h`` heads, ``d`` head dim, ``c`` model width.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -55,7 +56,7 @@ class NeuralMemory(nn.Module):
     """Titans' long-term memory as a layer: ``forward(x, state) -> (y, state)``.
 
     q, k, v = SiLU(causal depthwise conv(linear(x))), q and k l2-normalised per head (paper §4.4);
-    per-token, per-head gates theta = max_lr * sigmoid(.), eta = sigmoid(.), alpha = sigmoid(.) from
+    per-token, per-head gates theta = max_lr * sigmoid(.), eta = sigmoid(.), alpha = max_alpha * sigmoid(.) from
     linear maps of x (§3.1: "functions of tokens"); a learned initial memory per head; output
     ``W_o(RMSNorm(y) * sigmoid(W_g x))`` (normalisation and gating before the output projection).
 
@@ -68,6 +69,12 @@ class NeuralMemory(nn.Module):
         chunk_size: tokens per chunk of the op (a model hyperparameter: train and infer with the same).
         activation: activation inside the memory MLP.
         max_lr: upper bound of the inner learning rate theta.
+        max_alpha: upper bound of the forgetting gate alpha, in (0, 1]. A stored association shrinks by
+            ``(1 - alpha)`` per token, so over T tokens it keeps at least ``(1 - max_alpha)^T`` of
+            itself: with 1e-4 that is e^-0.4 after 4,096 tokens, where alpha near 1 could erase it in
+            one token. 1 is the paper's unbounded sigmoid.
+        forget_bias_init: initial bias of the forgetting gate's logit: alpha starts at
+            ``max_alpha * sigmoid(forget_bias_init)`` (default -5: 0.0067 with max_alpha 1).
         conv_kernel: kernel of the causal depthwise convolution.
         read: ``"token"`` (read after each token's update) or ``"chunk"``.
         compiled: run the op's full chunks through ``torch.compile`` (see ``neural_memory_chunk``):
@@ -98,6 +105,8 @@ class NeuralMemory(nn.Module):
         max_surprise: float | None = None,
         check_finite: bool = True,
         name: str = "NeuralMemory",
+        max_alpha: float = 1.0,
+        forget_bias_init: float = -5.0,
     ) -> None:
         super().__init__()
         for name, value in (("hidden_size", hidden_size), ("num_heads", num_heads), ("memory_depth", memory_depth),
@@ -116,6 +125,12 @@ class NeuralMemory(nn.Module):
             raise ValueError(f"read must be 'token' or 'chunk', got {read!r}")
         if not max_lr > 0:
             raise ValueError(f"max_lr must be > 0, got {max_lr}")
+        if isinstance(max_alpha, bool) or not isinstance(max_alpha, (int, float)) or not 0 < max_alpha <= 1:
+            raise ValueError(f"max_alpha must be a number in (0, 1], got {max_alpha!r}")
+        if isinstance(forget_bias_init, bool) or not isinstance(forget_bias_init, (int, float)) \
+                or not math.isfinite(forget_bias_init):
+            raise ValueError(f"forget_bias_init must be a finite number, got {forget_bias_init!r}")
+        self.max_alpha = float(max_alpha)
         if not isinstance(compiled, bool):
             raise TypeError(f"compiled must be a bool, got {type(compiled).__name__}")
         self.num_heads, self.head_dim, self.chunk_size = num_heads, head_dim, chunk_size
@@ -138,7 +153,7 @@ class NeuralMemory(nn.Module):
         self.o_proj = nn.Linear(inner, hidden_size, bias=False)
         with torch.no_grad():
             # Start with a mild learning rate (theta = 0.12 max_lr), moderate momentum (eta = 0.5) and
-            # almost no forgetting (alpha = 0.007). Inside a chunk every token's gradient is taken at
+            # almost no forgetting (alpha = 0.007 * max_alpha, forget_bias_init -5). Inside a chunk every token's gradient is taken at
             # the chunk-start weights, so one chunk moves the memory by about
             # chunk_size * theta / (1 - eta) times an average gradient: with eta = 0.88 (bias 2) that
             # step diverged within 16 steps of training a tiny MAC on Shakespeare (the memory weights
@@ -146,7 +161,7 @@ class NeuralMemory(nn.Module):
             bias = self.gate_proj.bias.view(3, num_heads)
             bias[0].fill_(-2.0)
             bias[1].fill_(0.0)
-            bias[2].fill_(-5.0)
+            bias[2].fill_(float(forget_bias_init))
 
     def initial_state(self, batch_size: int) -> NeuralMemoryState:
         """State before the first token: the learned initial memory, zero momentum, nothing pending."""
@@ -165,7 +180,7 @@ class NeuralMemory(nn.Module):
         q, k, v = rearrange(F.silu(proj), "b t (three h d) -> three b t h d", three=3, h=self.num_heads)
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         theta, eta, alpha = rearrange(torch.sigmoid(self.gate_proj(x)), "b t (three h) -> three b t h", three=3)
-        return (q, k, v, self.max_lr * theta, eta, alpha), tail
+        return (q, k, v, self.max_lr * theta, eta, self.max_alpha * alpha), tail
 
     def _raise_if_diverged(self, y: torch.Tensor, memory: MemoryState, offset: int) -> None:
         # One reduction and one host sync for the common, finite case; the search only on failure.

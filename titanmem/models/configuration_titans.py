@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from transformers import PreTrainedConfig
@@ -67,6 +68,10 @@ class TitansConfig(PreTrainedConfig):
         check_memory_finite: every memory layer checks its state after each call and raises
             ``MemoryDivergedError`` naming the layer and the position instead of returning NaN (one
             device sync per layer and call; False turns it off).
+        max_alpha, forget_bias_init: the forgetting gate is ``alpha = max_alpha * sigmoid(.)``
+            (``max_alpha`` in (0, 1]; 1 is the paper's gate) and its logit's bias starts at
+            ``forget_bias_init``: a small ``max_alpha`` guarantees that an association survives
+            ``(1 - max_alpha)^T`` of itself over T tokens, whatever the gate learns.
         tie_word_embeddings: the LM head shares the embedding matrix.
         initializer_range: std of the normal init of linear and embedding weights.
         use_cache: whether ``forward`` returns a :class:`TitansCache` by default.
@@ -99,6 +104,8 @@ class TitansConfig(PreTrainedConfig):
     recompute_chunks: int = _SPEC["recompute_chunks"]
     max_surprise: float | None = _SPEC["max_surprise"]
     check_memory_finite: bool = _SPEC["check_memory_finite"]
+    max_alpha: float = _SPEC["max_alpha"]
+    forget_bias_init: float = _SPEC["forget_bias_init"]
     tie_word_embeddings: bool = True
     initializer_range: float = 0.02
     use_cache: bool = True
@@ -117,6 +124,12 @@ class TitansConfig(PreTrainedConfig):
         _check_int("recompute_chunks", self.recompute_chunks, 0)
         if not isinstance(self.compiled, bool):
             raise ValueError(f"compiled must be a bool, got {self.compiled!r}")
+        if isinstance(self.max_alpha, bool) or not isinstance(self.max_alpha, (int, float)) \
+                or not 0 < self.max_alpha <= 1:
+            raise ValueError(f"max_alpha must be a number in (0, 1], got {self.max_alpha!r}")
+        if isinstance(self.forget_bias_init, bool) or not isinstance(self.forget_bias_init, (int, float)) \
+                or not math.isfinite(self.forget_bias_init):
+            raise ValueError(f"forget_bias_init must be a finite number, got {self.forget_bias_init!r}")
         if not isinstance(self.check_memory_finite, bool):
             raise ValueError(f"check_memory_finite must be a bool, got {self.check_memory_finite!r}")
         try:
@@ -157,7 +170,8 @@ class TitansConfig(PreTrainedConfig):
             rope_theta=float(self.rope_theta), norm_eps=float(self.rms_norm_eps), attn_impl=self.attn_impl,
             compiled=self.compiled, recompute_chunks=self.recompute_chunks,
             max_surprise=None if self.max_surprise is None else float(self.max_surprise),
-            check_memory_finite=self.check_memory_finite,
+            check_memory_finite=self.check_memory_finite, max_alpha=float(self.max_alpha),
+            forget_bias_init=float(self.forget_bias_init),
         )
 
     @classmethod
