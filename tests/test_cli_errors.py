@@ -222,3 +222,17 @@ def test_no_traceback_reaches_the_terminal(argv, named, tmp_path):
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1 and named in proc.stderr, proc.stderr
     assert proc.stdout == "" and not (tmp_path / "out").exists()
 
+
+
+def test_training_that_diverges_ends_in_one_line_and_status_1(monkeypatch, capsys):
+    from titanmem.layers import MemoryDivergedError
+
+    def diverging(job, log=print):
+        raise MemoryDivergedError("layers.1.memory: the memory diverged (first non-finite read at position 256)")
+
+    monkeypatch.setattr("titanmem.eval.task_train.run_task_job", diverging)
+    code = main(["eval", "train-task", "--config", str(Path(__file__).parents[1] / "configs/tasks/lmm.toml"),
+                 "--train.steps=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert err[0].startswith("titanmem eval train-task: training diverged: layers.1.memory") and "Traceback" not in err[0]

@@ -282,7 +282,8 @@ def _usage_error(prog: str, message: str) -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``titanmem`` command; returns the exit status (2 for a user mistake)."""
+    """Entry point of the ``titanmem`` command; returns the exit status (2 for a user mistake, 1 when
+    training diverged)."""
     args, extra = _parser().parse_known_args(argv)
     prog = f"titanmem {args.command_name}"
     if extra and args.command_name not in _TAKES_OVERRIDES:
@@ -293,6 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return getattr(importlib.import_module(module), function)(args)
     except CommandError as err:
         return report_error(args.command_name, err)
+    except FloatingPointError as err:
+        # Training that diverged (a non-finite loss, or MemoryDivergedError from a memory layer): not
+        # the user's typing, so exit status 1, but one line that says what to change, not a traceback.
+        report_error(args.command_name, f"training diverged: {err}")
+        return 1
 
 
 if __name__ == "__main__":
