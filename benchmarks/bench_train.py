@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_op import machine_info  # noqa: E402
 
-VARIANTS = ("lmm", "mac", "mag", "mal", "transformer", "swa")
+from titanmem.blocks import VARIANTS  # noqa: E402
 
 
 def worker(size: str, variant: str, steps: int, threads: int, data_dir: str) -> dict[str, Any]:

@@ -236,3 +236,23 @@ def test_training_that_diverges_ends_in_one_line_and_status_1(monkeypatch, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1
     assert err[0].startswith("titanmem eval train-task: training diverged: layers.1.memory") and "Traceback" not in err[0]
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["train", "--config", str(TINY), "--data.corpus=nosuch"], "data.corpus must be one of"),
+    (["eval", "train-task", "--config", str(REPO / "configs/tasks/mac.toml"), "--train.device=gpu"],
+     "train.device: device must be 'auto', 'cpu' or 'cuda[:N]', got 'gpu'"),
+    (["forecast", "--data", str(REPO / "README.md")], f"--data {REPO / 'README.md'}"),
+])
+def test_values_found_wrong_after_parsing_are_one_line_errors(argv, named, capsys):
+    _assert_one_line_error(argv, named, capsys)
+
+
+def test_a_cuda_device_on_a_machine_without_one_is_a_one_line_error(monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only machine
+    _assert_one_line_error(["train", "--config", str(TINY), "--run.device=cuda"],
+                           "run.device: device 'cuda' requested but torch.cuda.is_available() is False", capsys)
+    _assert_one_line_error(["eval", "train-task", "--config", str(REPO / "configs/tasks/mac.toml"),
+                            "--train.device=cuda"], "train.device: device 'cuda' requested", capsys)

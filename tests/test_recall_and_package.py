@@ -29,19 +29,19 @@ ALLOWED = {
 
 
 def test_few_pairs_are_recalled_exactly():
-    assert recall_accuracy(RecallSetting(pairs=16, depth=1, lr=0.5)) == 1.0
+    assert recall_accuracy(RecallSetting(pairs=16, depth=1, theta=0.5)) == 1.0
 
 
 def test_recall_falls_with_load_and_with_forgetting():
-    light = recall_accuracy(RecallSetting(pairs=32, depth=1, lr=0.5))
-    heavy = recall_accuracy(RecallSetting(pairs=128, depth=1, lr=0.5))
-    forgetting = recall_accuracy(RecallSetting(pairs=32, depth=1, lr=0.5, decay=0.1))
+    light = recall_accuracy(RecallSetting(pairs=32, depth=1, theta=0.5))
+    heavy = recall_accuracy(RecallSetting(pairs=128, depth=1, theta=0.5))
+    forgetting = recall_accuracy(RecallSetting(pairs=32, depth=1, theta=0.5, alpha=0.1))
     assert heavy < light and forgetting < light
 
 
 def test_repeated_passes_raise_recall_of_a_deep_memory():
-    once = recall_accuracy(RecallSetting(pairs=128, depth=2, lr=0.1, momentum=0.5, passes=1))
-    eight = recall_accuracy(RecallSetting(pairs=128, depth=2, lr=0.1, momentum=0.5, passes=8))
+    once = recall_accuracy(RecallSetting(pairs=128, depth=2, theta=0.1, eta=0.5, passes=1))
+    eight = recall_accuracy(RecallSetting(pairs=128, depth=2, theta=0.1, eta=0.5, passes=8))
     assert eight > 0.95 and eight > once
 
 

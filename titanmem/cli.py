@@ -218,10 +218,15 @@ def _job_config(args: argparse.Namespace) -> Any:
 
 def _run_train(args: argparse.Namespace) -> int:
     from .data.documents import CorpusNotFoundError
+    from .devices import resolve_device
     from .train import train
     from .train.checkpoint import CheckpointError, list_checkpoints
 
     cfg = _job_config(args)
+    try:  # a config may name a device this machine lacks (the paper-size ones ask for CUDA): say so now
+        resolve_device(cfg.run.device)
+    except ValueError as err:
+        raise CommandError(f"run.device: {err}") from err
     if not args.resume and list_checkpoints(Path(cfg.out_dir) / "checkpoints"):
         raise CommandError(f"out_dir {cfg.out_dir!r} already has checkpoints: pass --resume to continue that run, "
                             "or --out_dir=<another folder> to start a new one")

@@ -27,9 +27,9 @@ class RecallSetting:
     dim: int = 64
     depth: int = 1
     hidden: int = 128
-    lr: float = 0.5
-    momentum: float = 0.0
-    decay: float = 0.0
+    theta: float = 0.5  # inner learning rate while writing
+    eta: float = 0.0  # momentum gate
+    alpha: float = 0.0  # forgetting gate
     passes: int = 1
     chunk_size: int = 16
 
@@ -41,13 +41,13 @@ def _sequence(s: RecallSetting, generator: torch.Generator):
     n_write = s.pairs * s.passes
     k = torch.cat([keys.repeat(s.passes, 1), keys[order]])
     v = torch.cat([values.repeat(s.passes, 1), torch.zeros_like(values)])
-    # Write phase: theta = lr; read phase: theta = 0, eta = 0 and alpha = 0 keep the weights fixed.
-    lr = torch.cat([torch.full((n_write,), s.lr), torch.zeros(s.pairs)])
-    eta = torch.cat([torch.full((n_write,), s.momentum), torch.zeros(s.pairs)])
-    alpha = torch.cat([torch.full((n_write,), s.decay), torch.zeros(s.pairs)])
+    # Write phase: theta = s.theta; read phase: theta = 0, eta = 0 and alpha = 0 keep the weights fixed.
+    theta = torch.cat([torch.full((n_write,), s.theta), torch.zeros(s.pairs)])
+    eta = torch.cat([torch.full((n_write,), s.eta), torch.zeros(s.pairs)])
+    alpha = torch.cat([torch.full((n_write,), s.alpha), torch.zeros(s.pairs)])
     as_bthd = lambda x: x[None, :, None, :]  # noqa: E731  [T, D] -> [1, T, 1, D]
     as_bth = lambda x: x[None, :, None]  # noqa: E731
-    args = (as_bthd(k), as_bthd(k), as_bthd(v), as_bth(lr), as_bth(eta), as_bth(alpha))
+    args = (as_bthd(k), as_bthd(k), as_bthd(v), as_bth(theta), as_bth(eta), as_bth(alpha))
     return args, values, order, n_write
 
 
@@ -74,7 +74,7 @@ def recall_accuracy(s: RecallSetting, seed: int = 0, residual: bool = False) -> 
 
 def chunk_matches_naive(seed: int = 0) -> float:
     """Largest |chunk - naive| over outputs on a small depth-2 case (a sanity line in the demo)."""
-    s = RecallSetting(pairs=24, dim=16, depth=2, hidden=32, lr=0.1, momentum=0.5, decay=0.01, chunk_size=8)
+    s = RecallSetting(pairs=24, dim=16, depth=2, hidden=32, theta=0.1, eta=0.5, alpha=0.01, chunk_size=8)
     g = torch.Generator().manual_seed(seed)
     args, *_ = _sequence(s, g)
     state = _initial_state(s, g)
@@ -90,11 +90,11 @@ def run_recall(seed: int = 0) -> None:
     start = time.perf_counter()
     print("titanmem recall: memorise random unit key->value pairs (dim 64), then query with the keys\n")
     rows = [
-        ("linear memory, 1 pass", RecallSetting(pairs=n, depth=1, lr=0.5)) for n in (16, 32, 64, 128)
+        ("linear memory, 1 pass", RecallSetting(pairs=n, depth=1, theta=0.5)) for n in (16, 32, 64, 128)
     ] + [
-        ("linear, forget alpha=0.05", RecallSetting(pairs=64, depth=1, lr=0.5, decay=0.05)),
-        ("2-layer MLP, 8 passes", RecallSetting(pairs=64, depth=2, lr=0.1, momentum=0.5, passes=8)),
-        ("2-layer MLP, 8 passes", RecallSetting(pairs=128, depth=2, lr=0.1, momentum=0.5, passes=8)),
+        ("linear, forget alpha=0.05", RecallSetting(pairs=64, depth=1, theta=0.5, alpha=0.05)),
+        ("2-layer MLP, 8 passes", RecallSetting(pairs=64, depth=2, theta=0.1, eta=0.5, passes=8)),
+        ("2-layer MLP, 8 passes", RecallSetting(pairs=128, depth=2, theta=0.1, eta=0.5, passes=8)),
     ]
     print(f"{'memory':28s} {'pairs':>6s} {'recall':>8s}")
     for name, setting in rows:

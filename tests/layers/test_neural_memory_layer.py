@@ -194,3 +194,8 @@ def test_the_forgetting_gate_stays_below_max_alpha_and_starts_at_its_bias():
         layer.gate_proj.weight.zero_()  # logits = bias: alpha = max_alpha * sigmoid(-1)
         (_, _, _, _, _, alpha), _ = layer._inputs(x, None)
     torch.testing.assert_close(alpha, torch.full_like(alpha, 1e-3 * torch.sigmoid(torch.tensor(-1.0)).item()))
+
+
+def test_a_layer_keeps_the_name_its_errors_use():
+    assert NeuralMemory(hidden_size=12, num_heads=2, name="encoder.memory").name == "encoder.memory"
+    assert NeuralMemory(hidden_size=12, num_heads=2).name == "NeuralMemory"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from titanmem.blocks import VARIANTS
 from titanmem.cli import main
 from titanmem.train import load_config
 from titanmem.train.config import parse_overrides
 
 from .conftest import CONFIGS
 
-VARIANTS = ("lmm", "mac", "mag", "mal", "transformer", "swa")
 SIZES = ("tiny", "small", "170m", "340m", "760m")
 
 

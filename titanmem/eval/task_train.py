@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ..data.tokenizers import Tokenizer
+from ..devices import resolve_device
 from ..train.config import OptimConfig, ScheduleConfig, merge_tables, parse_overrides, read_toml, typed_section
 from ..train.loop import StepRecord, train_steps
 from ..train.optim import build_optimizer, build_scheduler
@@ -147,6 +148,10 @@ def task_job_from_dict(raw: Mapping[str, Any]) -> TaskJob:
     if not t.lr > 0 or t.grad_clip < 0 or not 0 <= t.min_lr_ratio <= 1 or t.weight_decay < 0:
         raise ValueError(f"train.lr must be > 0, train.grad_clip and train.weight_decay >= 0, train.min_lr_ratio in "
                          f"[0, 1]; got {t.lr}, {t.grad_clip}, {t.weight_decay}, {t.min_lr_ratio}")
+    try:
+        resolve_device(t.device)
+    except ValueError as err:
+        raise ValueError(f"train.device: {err}") from err
     if t.loss_on not in ("answer", "all_answers"):
         raise ValueError(f"train.loss_on must be 'answer' or 'all_answers', got {t.loss_on!r}")
     if not all(isinstance(m, int) and m >= 1 for m in e.multipliers) or not e.multipliers:
@@ -221,7 +226,8 @@ def train_on_task(job: TaskJob, log: Callable[[str], None] | None = print
         torch.set_num_threads(t.threads)
     task = job.task.build()
     torch.manual_seed(t.seed)
-    model = build_model(job, task.tokenizer).to(t.device)
+    device = resolve_device(t.device)
+    model = build_model(job, task.tokenizer).to(device)
     optimizer = build_optimizer(model, OptimConfig(lr=t.lr, weight_decay=t.weight_decay, grad_clip=t.grad_clip))
     scheduler = build_scheduler(optimizer, ScheduleConfig(steps=t.steps, warmup_steps=t.warmup_steps,
                                                           min_lr_ratio=t.min_lr_ratio))
@@ -230,7 +236,7 @@ def train_on_task(job: TaskJob, log: Callable[[str], None] | None = print
         for step in range(t.steps):
             examples = task.examples(t.batch_size, t.length, "train", t.seed, start=step * t.batch_size)
             ids, labels = make_batch(examples, task.tokenizer, t.loss_on)
-            yield ids.to(t.device), labels.to(t.device)
+            yield ids.to(device), labels.to(device)
 
     def answer_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         ids, labels = batch
@@ -249,7 +255,7 @@ def train_on_task(job: TaskJob, log: Callable[[str], None] | None = print
             log(f"step {record.step}/{t.steps}  loss {loss:.4f}  {history[-1]['elapsed_s']:.0f}s")
 
     train_steps(model, optimizer, scheduler, batches(), answer_loss, steps=t.steps, grad_clip=t.grad_clip,
-                device=t.device, on_step=on_step)
+                device=device, on_step=on_step)
     model.eval()
     return model, history
 

@@ -109,10 +109,10 @@ class NeuralMemory(nn.Module):
         forget_bias_init: float = -5.0,
     ) -> None:
         super().__init__()
-        for name, value in (("hidden_size", hidden_size), ("num_heads", num_heads), ("memory_depth", memory_depth),
-                            ("memory_expansion", memory_expansion), ("chunk_size", chunk_size),
-                            ("conv_kernel", conv_kernel)):
-            check_int(name, value, 1)
+        for arg, value in (("hidden_size", hidden_size), ("num_heads", num_heads), ("memory_depth", memory_depth),
+                           ("memory_expansion", memory_expansion), ("chunk_size", chunk_size),
+                           ("conv_kernel", conv_kernel)):
+            check_int(arg, value, 1)
         check_int("recompute_chunks", recompute_chunks, 0)
         if head_dim is None:
             if hidden_size % num_heads:

@@ -236,6 +236,10 @@ def _check_values(cfg: JobConfig) -> None:
                          "use 'swa' or a memory variant")
     if not 0 < cfg.data.val_fraction < 1:
         raise ValueError(f"data.val_fraction must be in (0, 1) (validation needs documents), got {cfg.data.val_fraction!r}")
+    from ..data.corpora import CORPORA
+
+    if cfg.data.corpus not in CORPORA:
+        raise ValueError(f"data.corpus must be one of {CORPORA}, got {cfg.data.corpus!r}")
 
 
 def _check_model(cfg: JobConfig) -> None:

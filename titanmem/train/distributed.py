@@ -13,6 +13,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from ..devices import resolve_device
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -58,9 +60,7 @@ def setup_distributed(device: str = "auto") -> DistInfo:
 
     ``device``: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"`` (an error without CUDA).
     """
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("run.device = 'cuda' but torch.cuda.is_available() is False")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    use_cuda = resolve_device(device).type == "cuda"
     world_size, rank, local_rank = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     if use_cuda:
         torch.cuda.set_device(local_rank)
@@ -133,7 +133,8 @@ def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     reduces tensors of that device only (NCCL refuses CPU tensors), so a CPU tensor that works under
     gloo would fail on GPUs.
     """
-    if values.device != info.device:
+    want = info.device
+    if values.device.type != want.type or (want.index is not None and values.device.index != want.index):
         raise ValueError(f"values must be on the training device {info.device} to be reduced, got a tensor on "
                          f"{values.device}")
     if info.distributed:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..cli_args import positive_float, positive_int, report_error
+from ..data.timeseries import load_ett
 from .forecast import MODELS, ForecastJob
 from .forecast_report import format_table, load_run_model, plot_test_window, run_grid, summarize
 
@@ -78,6 +79,10 @@ def run_forecast_command(args: argparse.Namespace) -> int:
         for path in args.data:
             if not Path(path).is_file():
                 raise ValueError(f"--data {path} is not a file (ETT CSVs: https://github.com/zhouhaoyi/ETDataset)")
+            try:  # read every file now: a file that is not an ETT table fails before any training
+                load_ett(path)
+            except ValueError as err:
+                raise ValueError(f"--data {path}: {err}") from err
     except (ValueError, TypeError) as err:
         return report_error("forecast", err)
     out = Path(args.out)

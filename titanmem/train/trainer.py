@@ -37,7 +37,8 @@ from .validate import ValidationResult, validate
 from .weights import load_weights, weights_to_save
 
 __all__ = [
-    "TrainResult", "build_model_config", "detach_state", "lm_loss", "map_state_tensors", "prepare_job_data", "train",
+    "CarriedStates", "TrainResult", "build_model_config", "detach_state", "lm_loss", "map_state_tensors", "prepare_job_data",
+    "train",
 ]
 
 
@@ -165,14 +166,14 @@ class _Run:
         return c.optim.grad_accum * c.data.batch_size * self.info.world_size * c.data.seq_len
 
 
-class _CarriedStates:
+class CarriedStates:
     """The block states carried from batch to batch under truncated backprop (``run.tbptt``)."""
 
     def __init__(self, cache: TitansCache | None) -> None:
         self.cache = cache
 
 
-def lm_loss(model: nn.Module, batch: torch.Tensor, carried: _CarriedStates | None = None) -> torch.Tensor:
+def lm_loss(model: nn.Module, batch: torch.Tensor, carried: CarriedStates | None = None) -> torch.Tensor:
     """Next-token cross-entropy (nats per token) of ``batch [B, T + 1]``: inputs ``[:, :-1]``, targets ``[:, 1:]``.
 
     With ``carried`` (truncated backprop) the forward continues the states in ``carried.cache`` and
@@ -213,7 +214,7 @@ def _train(cfg: JobConfig, info: DistInfo, resume: bool | str | Path, stop_at: i
     run = _Run(cfg, info)
     model = run.model
     start_step, checkpoint = 0, None
-    carried = _CarriedStates(None)
+    carried = CarriedStates(None)
     if resume:
         path = find_resumable(run.ckpt_dir) if resume is True else Path(resume)
         if path is None:
@@ -290,8 +291,9 @@ def _train(cfg: JobConfig, info: DistInfo, resume: bool | str | Path, stop_at: i
     def on_step(record: StepRecord) -> None:
         nonlocal last
         done = record.step
-        clock["busy"] += time.perf_counter() - clock["mark"]
+        # float() waits for the device: the step's queued kernels are done when the clock is read.
         step_loss = float(all_reduce_sum(record.loss_sum, info)) / (cfg.optim.grad_accum * info.world_size)
+        clock["busy"] += time.perf_counter() - clock["mark"]
         if not math.isfinite(step_loss):
             raise FloatingPointError(f"training loss became {step_loss} at step {done}; lower optim.lr or "
                                      "set optim.grad_clip")
