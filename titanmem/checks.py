@@ -7,9 +7,11 @@ both name the argument, what it must be and what was given.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__ = ["check_fraction", "check_int", "check_tensor"]
+__all__ = ["check_fraction", "check_int", "check_real", "check_tensor"]
 
 
 def check_int(name: str, value: object, minimum: int) -> int:
@@ -24,6 +26,25 @@ def check_int(name: str, value: object, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def check_real(name: str, value: object, low: float | None = None, high: float | None = None,
+               low_open: bool = False) -> float:
+    """Return ``value`` as a float if it is a finite real number in ``[low, high]`` (``(low, high]`` with
+    ``low_open``); either bound may be None.
+
+    Raises:
+        TypeError: not an int or float (bools are refused).
+        ValueError: not finite, or outside the bounds.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
+    below = low is not None and (value <= low if low_open else value < low)
+    if not math.isfinite(value) or below or (high is not None and value > high):
+        lo, hi = ("-inf" if low is None else low), ("inf" if high is None else high)
+        where = f"{'(' if low_open else '['}{lo}, {hi}]"
+        raise ValueError(f"{name} must be a finite number in {where}, got {value!r}")
+    return float(value)
 
 
 def check_fraction(name: str, value: object) -> float:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..blocks import VARIANTS
 from ..cli_args import CommandError, nonneg_float, nonneg_int, positive_int
-from ..devices import resolve_device
+from ..devices import autocast_context, resolve_device
 
 if TYPE_CHECKING:  # the annotation of build_stream_model only
     from ..models import TitansForCausalLM
@@ -237,8 +237,7 @@ def stream_tokens(
             ids = torch.randint(0, vocab, (batch, n), generator=gen).to(device)
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
-            with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype,
-                                                 enabled=autocast_dtype is not None):
+            with torch.no_grad(), autocast_context(device, autocast_dtype):
                 out = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=0 if all_logits else 1)
             done += n
             del out, ids

@@ -29,6 +29,7 @@ from ..cli_args import nonneg_int, positive_int, report_error
 from ..data.corpora import Document, load_corpus, split_documents
 from ..data.shards import SEPARATOR
 from ..data.tokenizers import ByteTokenizer, Tokenizer
+from ..devices import autocast_context
 
 __all__ = [
     "PerplexityResult", "StreamScores", "add_ppl_arguments", "corpus_documents", "evaluate_perplexity",
@@ -73,7 +74,7 @@ def stream_scores(
     cache = TitansCache()
     for start in range(0, max(len(full) - 1, 0), piece):
         stop = min(start + piece, len(full) - 1)  # inputs full[start:stop] predict full[start + 1 : stop + 1]
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with autocast_context(device, autocast_dtype):
             logits = model(full[None, start:stop], cache=cache, use_cache=True).logits[0]
         lo = max(start + 1, first)
         if lo > stop:

@@ -5,7 +5,6 @@ Axes: ``b`` batch, ``t`` time, ``h`` heads, ``d`` head dim, ``c`` model width.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -13,7 +12,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ..checks import check_int
+from ..checks import check_int, check_real
 from ..modules.conv import CausalDepthwiseConv1d
 from ..modules.norm import RMSNorm
 from ..ops import MemoryState, neural_memory_chunk
@@ -56,8 +55,8 @@ class NeuralMemory(nn.Module):
     """Titans' long-term memory as a layer: ``forward(x, state) -> (y, state)``.
 
     q, k, v = SiLU(causal depthwise conv(linear(x))), q and k l2-normalised per head (paper §4.4);
-    per-token, per-head gates theta = max_lr * sigmoid(.), eta = sigmoid(.), alpha = max_alpha * sigmoid(.) from
-    linear maps of x (§3.1: "functions of tokens"); a learned initial memory per head; output
+    per-token, per-head gates theta = max_lr * sigmoid(.), eta = sigmoid(.), alpha = max_alpha * sigmoid(.)
+    from linear maps of x (§3.1: "functions of tokens"); a learned initial memory per head; output
     ``W_o(RMSNorm(y) * sigmoid(W_g x))`` (normalisation and gating before the output projection).
 
     Args:
@@ -125,12 +124,8 @@ class NeuralMemory(nn.Module):
             raise ValueError(f"read must be 'token' or 'chunk', got {read!r}")
         if not max_lr > 0:
             raise ValueError(f"max_lr must be > 0, got {max_lr}")
-        if isinstance(max_alpha, bool) or not isinstance(max_alpha, (int, float)) or not 0 < max_alpha <= 1:
-            raise ValueError(f"max_alpha must be a number in (0, 1], got {max_alpha!r}")
-        if isinstance(forget_bias_init, bool) or not isinstance(forget_bias_init, (int, float)) \
-                or not math.isfinite(forget_bias_init):
-            raise ValueError(f"forget_bias_init must be a finite number, got {forget_bias_init!r}")
-        self.max_alpha = float(max_alpha)
+        self.max_alpha = check_real("max_alpha", max_alpha, 0.0, 1.0, low_open=True)
+        forget_bias_init = check_real("forget_bias_init", forget_bias_init)
         if not isinstance(compiled, bool):
             raise TypeError(f"compiled must be a bool, got {type(compiled).__name__}")
         self.num_heads, self.head_dim, self.chunk_size = num_heads, head_dim, chunk_size
@@ -153,8 +148,8 @@ class NeuralMemory(nn.Module):
         self.o_proj = nn.Linear(inner, hidden_size, bias=False)
         with torch.no_grad():
             # Start with a mild learning rate (theta = 0.12 max_lr), moderate momentum (eta = 0.5) and
-            # almost no forgetting (alpha = 0.007 * max_alpha, forget_bias_init -5). Inside a chunk every token's gradient is taken at
-            # the chunk-start weights, so one chunk moves the memory by about
+            # almost no forgetting (alpha = 0.007 * max_alpha with forget_bias_init -5). Inside a chunk
+            # every token's gradient is taken at the chunk-start weights, so one chunk moves the memory by about
             # chunk_size * theta / (1 - eta) times an average gradient: with eta = 0.88 (bias 2) that
             # step diverged within 16 steps of training a tiny MAC on Shakespeare (the memory weights
             # grew 1e6-fold in three chunks); with eta = 0.5 the same run trains stably.
@@ -183,8 +178,10 @@ class NeuralMemory(nn.Module):
         return (q, k, v, self.max_lr * theta, eta, self.max_alpha * alpha), tail
 
     def _raise_if_diverged(self, y: torch.Tensor, memory: MemoryState, offset: int) -> None:
-        # One reduction and one host sync for the common, finite case; the search only on failure.
-        if bool(torch.isfinite(y).all()) and all(bool(torch.isfinite(w).all()) for w in memory.weights):
+        # One host sync for the common, finite case (every check reduced on the device first); the
+        # search for the position only on failure.
+        finite = torch.stack([torch.isfinite(t).all() for t in (y, *memory.weights)])
+        if bool(finite.all()):
             return
         bad = (~torch.isfinite(y)).flatten(2).any(-1).any(0).nonzero()  # token positions within this call
         where = (f"first non-finite read at position {offset + int(bad[0])}" if bad.numel()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 from transformers import PreTrainedConfig
 
 from ..blocks import VARIANTS, BlockSpec
-from ..checks import check_int
+from ..checks import check_int, check_real
 from ..layers.masked_attention import ATTENTION_IMPLS
 from ..ops.neural_memory.mlp import ACTIVATIONS
 from ..ops.neural_memory.surprise import check_max_surprise
@@ -24,13 +23,17 @@ _SPEC = {f.name: f.default for f in dataclasses.fields(BlockSpec) if f.default i
 _WINDOWED = ("swa", "mag", "mal")
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
+def _as_value_error(check: Any, *args: Any, **kwargs: Any) -> None:
     # A config holds values read from JSON and TOML: every bad one is a ValueError, as transformers'
     # own config validation raises, with the shared check's message.
     try:
-        check_int(name, value, minimum)
+        check(*args, **kwargs)
     except TypeError as err:
         raise ValueError(str(err)) from err
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    _as_value_error(check_int, name, value, minimum)
 
 
 def _check_positive(name: str, value: object, allow_zero: bool = False) -> None:
@@ -124,18 +127,11 @@ class TitansConfig(PreTrainedConfig):
         _check_int("recompute_chunks", self.recompute_chunks, 0)
         if not isinstance(self.compiled, bool):
             raise ValueError(f"compiled must be a bool, got {self.compiled!r}")
-        if isinstance(self.max_alpha, bool) or not isinstance(self.max_alpha, (int, float)) \
-                or not 0 < self.max_alpha <= 1:
-            raise ValueError(f"max_alpha must be a number in (0, 1], got {self.max_alpha!r}")
-        if isinstance(self.forget_bias_init, bool) or not isinstance(self.forget_bias_init, (int, float)) \
-                or not math.isfinite(self.forget_bias_init):
-            raise ValueError(f"forget_bias_init must be a finite number, got {self.forget_bias_init!r}")
         if not isinstance(self.check_memory_finite, bool):
             raise ValueError(f"check_memory_finite must be a bool, got {self.check_memory_finite!r}")
-        try:
-            check_max_surprise(self.max_surprise)
-        except TypeError as err:
-            raise ValueError(str(err)) from err
+        _as_value_error(check_real, "max_alpha", self.max_alpha, 0.0, 1.0, low_open=True)
+        _as_value_error(check_real, "forget_bias_init", self.forget_bias_init)
+        _as_value_error(check_max_surprise, self.max_surprise)
         if self.head_dim is None:
             if self.hidden_size % self.num_attention_heads:
                 raise ValueError(

@@ -295,14 +295,15 @@ class TitansForCausalLM(TitansPreTrainedModel, GenerationMixin):
             ValueError: an ``attention_mask`` not of the prompt's shape ``[B, T]`` or with zeros, two
                 different caches, or a generation mode other than greedy search and sampling.
         """
-        given = [name for name in ("cache", "past_key_values") if kwargs.get(name) is not None]
-        if given:
+        if kwargs.get("cache") is not None or kwargs.get("past_key_values") is not None:
             kwargs[CACHE_KWARG] = _one_cache(kwargs.pop("cache", None), kwargs.pop("past_key_values", None))
         prompt = kwargs.get("input_ids") if inputs is None else inputs
         mask = kwargs.get("attention_mask")
         if isinstance(prompt, torch.Tensor) and prompt.ndim == 2 and not prompt.is_floating_point():
             if mask is None:
                 kwargs["attention_mask"] = torch.ones_like(prompt)
+            # Checked here too: transformers 5.23-5.24 rebuild the mask before the forward sees it,
+            # so a mask of another shape would pass silently.
             elif isinstance(mask, torch.Tensor) and tuple(mask.shape) != tuple(prompt.shape):
                 raise ValueError(f"attention_mask must have the shape of input_ids {tuple(prompt.shape)}, "
                                  f"got {tuple(mask.shape)}")

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..checks import check_int
-from .device import autocast_context, loss_accumulator
+from ..devices import autocast_context, loss_accumulator
 
 __all__ = ["LossFn", "StepRecord", "optimizer_step", "train_steps"]
 

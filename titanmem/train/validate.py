@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import eval_batches
-from .device import autocast_context, loss_accumulator
+from ..devices import autocast_context, loss_accumulator
 from .distributed import DistInfo, all_reduce_sum
 
 __all__ = ["ValidationResult", "validate"]
