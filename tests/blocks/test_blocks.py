@@ -12,12 +12,16 @@ from titanmem.blocks import VARIANTS, BlockSpec, build_block
 
 RTOL = 1e-10
 SEGMENT, WINDOW, T = 4, 5, 19
+# Every variant, and MAC with a convolution on its retrieval query (its state carries a conv tail).
+CASES = (*VARIANTS, "mac-query-conv")
 
 
 def _block(variant: str, seed: int = 0, **kw):
     torch.manual_seed(seed)
     args = dict(hidden_size=16, num_heads=2, intermediate_size=32, window=WINDOW, n_persistent=2,
                 chunk_size=SEGMENT, segment_size=SEGMENT, memory_expansion=2, max_lr=0.5)
+    if variant == "mac-query-conv":
+        variant, args["mac_query_conv"] = "mac", 3
     args.update(kw)
     block = build_block(variant, BlockSpec(**args)).double()
     with torch.no_grad():  # random gate biases: gates differ per head (the defaults are uniform)
@@ -31,31 +35,31 @@ def _x(B: int = 2, length: int = T, seed: int = 1) -> torch.Tensor:
     return torch.randn(B, length, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", CASES)
 @pytest.mark.parametrize("p", [0, 3, 4, 5, 9, 18], ids=lambda p: f"p{p}")
 def test_causal(variant, p):
     # p = 3, 4, 5 and 9 sit at and around segment/chunk (4) and window (5) boundaries.
     check_causal(_block(variant), _x(), p, lambda row: row + 1.0)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", CASES)
 @pytest.mark.parametrize("lengths", [(3, 7, 9), (4, 4, 11), (1, 0, 2, 16)], ids=["uneven", "aligned", "small"])
 def test_pieces_equal_one_call(variant, lengths):
     check_pieces_equal_one_call(_block(variant), _x(), lengths, RTOL)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", CASES)
 @pytest.mark.parametrize("prefill", [0, 3, 4, 6])
 def test_decoding_equals_parallel(variant, prefill):
     check_decoding_equals_parallel(_block(variant), _x(), prefill, RTOL)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", CASES)
 def test_batch_rows_independent(variant):
     check_rows_independent(_block(variant), _x(B=3), RTOL)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", CASES)
 def test_every_parameter_gets_a_gradient(variant):
     block, x = _block(variant), _x()
     y, _ = block(x)
@@ -81,6 +85,27 @@ def test_mac_retrieval_sees_only_past_segments_and_attention_stays_in_the_segmen
     assert (y[:, 1:SEGMENT] - y2[:, 1:SEGMENT]).abs().max() > 1e-8
     assert (y[:, SEGMENT:reach] - y2[:, SEGMENT:reach]).abs().max() > 1e-8  # the conv path
     assert torch.equal(y[:, reach:], y2[:, reach:])
+
+
+@pytest.mark.parametrize("kernel", [0, 3])
+def test_mac_query_conv_lets_a_segment_start_ask_with_the_tokens_before_it(kernel):
+    # Eq. 21's query is per token: the retrieval of a segment's first token knows nothing of the
+    # tokens before it. With a kernel-K convolution it sees the K - 1 tokens before it, no more.
+    block = _block("mac", mac_query_conv=kernel)
+    h = _x()
+    state = block.initial_state(2)
+
+    def first_read_changes(position: int) -> bool:
+        h2 = h.clone()
+        h2[:, position] += 1.0
+        a, _ = block._retrieve(h, state)
+        b, _ = block._retrieve(h2, state)
+        return bool((a[:, SEGMENT] - b[:, SEGMENT]).abs().max() > 1e-8)
+
+    assert first_read_changes(SEGMENT)
+    assert first_read_changes(SEGMENT - 1) == (kernel == 3)
+    assert first_read_changes(SEGMENT - 2) == (kernel == 3)
+    assert not first_read_changes(SEGMENT - 3)
 
 
 def test_mac_memory_carries_information_across_segments():
@@ -114,6 +139,7 @@ def test_window_bounds_what_attention_sees(variant):
         (dict(hidden_size=8, num_heads=2, intermediate_size=8, window=0), r"window must be >= 1, got 0"),
         (dict(hidden_size=8, num_heads=2, intermediate_size=8, segment_size=0), r"segment_size must be >= 1"),
         (dict(hidden_size=8, num_heads=2, intermediate_size=8, n_persistent=-1), r"n_persistent must be >= 0"),
+        (dict(hidden_size=8, num_heads=2, intermediate_size=8, mac_query_conv=-1), r"mac_query_conv must be >= 0"),
     ],
 )
 def test_bad_spec(kw, pattern):

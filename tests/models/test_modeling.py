@@ -28,8 +28,14 @@ TINY = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention
             initializer_range=0.1)
 
 
+# Every variant, and MAC with a convolution on its retrieval query (a conv tail in its cache state).
+CASES = (*VARIANTS, "mac-query-conv")
+
+
 def _model(variant: str, dtype: torch.dtype = torch.float64, seed: int = 0, **kw) -> TitansForCausalLM:
     torch.manual_seed(seed)
+    if variant == "mac-query-conv":
+        variant, kw = "mac", {"mac_query_conv": 3, **kw}
     model = TitansForCausalLM(TitansConfig(variant=variant, **{**TINY, **kw})).to(dtype)
     with torch.no_grad():  # random gate biases: gates differ per head (the defaults are uniform)
         for name, p in model.named_parameters():
@@ -42,7 +48,7 @@ def _ids(B: int = 2, length: int = T, seed: int = 1) -> torch.Tensor:
     return torch.randint(0, VOCAB, (B, length), generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.fixture(scope="module", params=VARIANTS)
+@pytest.fixture(scope="module", params=CASES)
 def variant_model(request):
     """One float64 model per variant, shared by the tests that only read it (no grad, no training)."""
     return request.param, _model(request.param)
@@ -126,14 +132,14 @@ def test_loss_is_the_shifted_cross_entropy():
     assert abs(out.loss.item() - want.item()) < 1e-12
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", CASES)
 def test_save_and_load_round_trip(variant, tmp_path):
     model = _model(variant)
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file()
     config = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(config, TitansConfig)
-    assert config.block_spec() == model.config.block_spec() and config.variant == variant
+    assert config.block_spec() == model.config.block_spec() and config.variant == model.config.variant
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert type(loaded) is TitansForCausalLM
     assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
@@ -154,7 +160,7 @@ def test_import_titanmem_alone_lets_auto_classes_load_a_saved_folder(tmp_path):
     assert done.stdout.strip() == "TitansForCausalLM"
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", CASES)
 def test_generate_with_and_without_cache(variant):
     model, prompt = _model(variant), _ids(length=7)
     cached = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=True, return_dict_in_generate=True)
@@ -185,7 +191,7 @@ def _count_forward_tokens(model) -> list[int]:
     return seen
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", CASES)
 def test_generate_reads_one_token_per_step_after_the_prefill(variant):
     model, prompt = _model(variant), _ids(length=11)
     seen = _count_forward_tokens(model)

@@ -11,7 +11,9 @@ For segment S^(t) with M_{t-1} the memory before it:
 Choices where the paper is silent (docs/architectures.md): one retrieved token per segment token, and segment
 position j attends to every persistent token, to h_1..h_j and to x_1..x_j, so nothing of the segment's
 future reaches j through h; h_i and x_i share the rotary position i inside the segment, persistent
-tokens have none. The memory's chunk is the segment, so its state at a chunk boundary is M_{t-1}; the
+tokens have none. With ``spec.mac_query_conv = K > 0`` the retrieval query is ``conv(S^(t) W_Q)``, a
+causal depthwise convolution of kernel K whose window crosses the segment boundary (see ``_retrieve``).
+The memory's chunk is the segment, so its state at a chunk boundary is M_{t-1}; the
 write with y and the per-token read M*_t(y_j) after token j's update (read="token") are one call of
 the memory layer. (x) is ``y * sigmoid(M*(y))``.
 """
@@ -27,6 +29,7 @@ from torch import nn
 
 from ..layers.masked_attention import masked_attention
 from ..layers.neural_memory import NeuralMemory, NeuralMemoryState
+from ..modules.conv import CausalDepthwiseConv1d
 from ..modules.mlp import SwiGLU
 from ..modules.norm import RMSNorm
 from ..modules.rotary import apply_rotary
@@ -44,12 +47,15 @@ class MACState:
         keys, values: rotated keys and the values of the current segment's tokens so far, retrieved
             tokens first then input tokens, ``[B, 2j, H, D]``; cleared at each segment boundary.
         offset: tokens seen.
+        query_tail: the last ``K - 1`` retrieval-query projections (``spec.mac_query_conv = K``),
+            ``[B, K-1, H*D]``; None without the convolution or before the first token.
     """
 
     memory: NeuralMemoryState
     keys: torch.Tensor | None
     values: torch.Tensor | None
     offset: int
+    query_tail: torch.Tensor | None = None
 
 
 class MACBlock(nn.Module):
@@ -63,6 +69,7 @@ class MACBlock(nn.Module):
         self.norm = RMSNorm(spec.hidden_size, spec.norm_eps)
         # eq. 21: the retrieval query W_Q and the map of the read back to the model width.
         self.retrieve_q = nn.Linear(spec.hidden_size, inner, bias=False)
+        self.retrieve_conv = CausalDepthwiseConv1d(inner, spec.mac_query_conv) if spec.mac_query_conv else None
         self.retrieve_norm = RMSNorm(spec.resolved_head_dim, spec.norm_eps)
         self.retrieve_out = nn.Linear(inner, spec.hidden_size, bias=False)
         # eqs. 22-23: attention inside the segment.
@@ -90,18 +97,23 @@ class MACBlock(nn.Module):
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
         return rearrange(t, "b t (h d) -> b t h d", h=self.num_heads)
 
-    def _retrieve(self, h: torch.Tensor, memory: NeuralMemoryState) -> torch.Tensor:
-        # eq. 21 with M_{t-1} = the memory at the segment's start (the last chunk boundary).
-        q = F.normalize(self._heads(self.retrieve_q(h)), dim=-1)  # [B, n, H, D]
-        read = self.memory.retrieve(q, memory)
-        return self.retrieve_out(rearrange(self.retrieve_norm(read), "b t h d -> b t (h d)"))
+    def _retrieve(self, h: torch.Tensor, state: MACState) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # eq. 21 with M_{t-1} = the memory at the segment's start (the last chunk boundary). Without
+        # the convolution the query of a segment's first token is that token alone: an answer that
+        # starts a segment then cannot ask the memory about the question just before it.
+        q, tail = self.retrieve_q(h), state.query_tail
+        if self.retrieve_conv is not None:
+            q, tail = self.retrieve_conv(q, tail)
+        q = F.normalize(self._heads(q), dim=-1)  # [B, n, H, D]
+        read = self.memory.retrieve(q, state.memory)
+        return self.retrieve_out(rearrange(self.retrieve_norm(read), "b t h d -> b t (h d)")), tail
 
     def _segment_part(self, x: torch.Tensor, state: MACState) -> tuple[torch.Tensor, MACState]:
         """Tokens ``x [B, n, C]`` that lie inside one segment, starting at its position ``a``."""
         batch, n = x.shape[:2]
         a = state.offset % self.segment
         h = self.norm(x)
-        retrieved = self._retrieve(h, state.memory)  # [B, n, C]
+        retrieved, query_tail = self._retrieve(h, state)  # [B, n, C]
         pos = torch.arange(a, a + n, device=x.device)
         q = apply_rotary(self._heads(self.q_proj(h)), pos, self.rope_theta)
         new_k = torch.cat([apply_rotary(self._heads(self.k_proj(t)), pos, self.rope_theta) for t in (retrieved, h)], 1)
@@ -127,7 +139,7 @@ class MACBlock(nn.Module):
         x = x + y * torch.sigmoid(read)
         if a + n == self.segment:  # the segment is complete: the next one attends afresh
             seg_k = seg_v = None
-        return x, MACState(memory, seg_k, seg_v, state.offset + n)
+        return x, MACState(memory, seg_k, seg_v, state.offset + n, query_tail)
 
     def forward(self, x: torch.Tensor, state: MACState | None = None) -> tuple[torch.Tensor, MACState]:
         """``x [B, T, C] -> [B, T, C]`` and the block state; any split into pieces gives the same."""

@@ -22,6 +22,8 @@ class BlockSpec:
         n_persistent: learnable persistent tokens of attention (Titans eq. 19).
         memory_depth, memory_expansion, chunk_size, max_lr, memory_activation: the neural memory.
         segment_size: MAC segment length C (eqs. 21-25).
+        mac_query_conv: kernel of a causal depthwise convolution on MAC's retrieval query (0: none,
+            eq. 21's per-token query ``q_t = S^(t) W_Q``).
         rope_theta: RoPE base; norm_eps: RMSNorm epsilon; attn_impl: ``"sdpa"`` or ``"eager"``.
         max_surprise: bound on each token's surprise norm in the memory (None: unbounded).
         max_alpha, forget_bias_init: the forgetting gate's upper bound and initial logit bias.
@@ -43,6 +45,7 @@ class BlockSpec:
     max_lr: float = 0.01
     memory_activation: str = "gelu"
     segment_size: int = 64
+    mac_query_conv: int = 0
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
     attn_impl: str = "sdpa"
@@ -58,6 +61,7 @@ class BlockSpec:
                      "chunk_size", "segment_size"):
             check_int(name, getattr(self, name), 1)
         check_int("n_persistent", self.n_persistent, 0)
+        check_int("mac_query_conv", self.mac_query_conv, 0)
         check_int("recompute_chunks", self.recompute_chunks, 0)
         if not isinstance(self.compiled, bool):
             raise TypeError(f"compiled must be a bool, got {type(self.compiled).__name__} ({self.compiled!r})")

@@ -60,6 +60,10 @@ class TitansConfig(PreTrainedConfig):
         memory_depth, memory_expansion, chunk_size, max_lr, memory_activation: the neural memory
             (MAC uses ``segment_size`` as its memory chunk).
         segment_size: MAC's segment length.
+        mac_query_conv: kernel of a causal depthwise convolution on MAC's retrieval query (0: none,
+            the per-token query of eq. 21). With 0, the first token of a segment queries the memory
+            with itself alone; with K it also sees the K - 1 tokens before it, across the segment
+            boundary (the memory's own q, k, v get the same kind of convolution, Titans §4.4).
         rope_theta, rms_norm_eps, attn_impl (``"sdpa"`` or ``"eager"``): attention and norms.
         compiled, recompute_chunks: how the memory op runs, like ``attn_impl`` an execution choice
             that leaves the numbers as they are (up to float rounding): ``compiled`` runs its full
@@ -98,6 +102,7 @@ class TitansConfig(PreTrainedConfig):
     memory_expansion: int = _SPEC["memory_expansion"]
     chunk_size: int = _SPEC["chunk_size"]
     segment_size: int = _SPEC["segment_size"]
+    mac_query_conv: int = _SPEC["mac_query_conv"]
     max_lr: float = _SPEC["max_lr"]
     memory_activation: str = _SPEC["memory_activation"]
     rope_theta: float = _SPEC["rope_theta"]
@@ -124,6 +129,7 @@ class TitansConfig(PreTrainedConfig):
                      "memory_depth", "memory_expansion", "chunk_size", "segment_size"):
             _check_int(name, getattr(self, name), 1)
         _check_int("n_persistent", self.n_persistent, 0)
+        _check_int("mac_query_conv", self.mac_query_conv, 0)
         _check_int("recompute_chunks", self.recompute_chunks, 0)
         if not isinstance(self.compiled, bool):
             raise ValueError(f"compiled must be a bool, got {self.compiled!r}")
@@ -163,7 +169,7 @@ class TitansConfig(PreTrainedConfig):
             head_dim=self.head_dim, window=self.window, n_persistent=self.n_persistent,
             memory_depth=self.memory_depth, memory_expansion=self.memory_expansion, chunk_size=self.chunk_size,
             max_lr=float(self.max_lr), memory_activation=self.memory_activation, segment_size=self.segment_size,
-            rope_theta=float(self.rope_theta), norm_eps=float(self.rms_norm_eps), attn_impl=self.attn_impl,
+            mac_query_conv=self.mac_query_conv, rope_theta=float(self.rope_theta), norm_eps=float(self.rms_norm_eps), attn_impl=self.attn_impl,
             compiled=self.compiled, recompute_chunks=self.recompute_chunks,
             max_surprise=None if self.max_surprise is None else float(self.max_surprise),
             check_memory_finite=self.check_memory_finite, max_alpha=float(self.max_alpha),
