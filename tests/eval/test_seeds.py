@@ -1,0 +1,50 @@
+"""Task runs summarised over seeds (titanmem.eval.seeds)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from titanmem.eval.seeds import length_accuracy, main, markdown_table, seed_rows
+
+
+def _run(tmp_path, name: str, cells: dict[tuple[int, float], tuple[int, int]]):
+    folder = tmp_path / name
+    folder.mkdir()
+    rows = [{"task": "passkey", "length": n, "depth": d, "correct": c, "n": t, "accuracy": c / t}
+            for (n, d), (c, t) in cells.items()]
+    (folder / "results.json").write_text(json.dumps({"accuracy": rows}))
+    return folder
+
+
+def test_depths_are_pooled_and_seeds_averaged(tmp_path):
+    a = _run(tmp_path, "a", {(10, 0.0): (10, 10), (10, 100.0): (0, 10), (20, 0.0): (5, 10), (20, 100.0): (5, 10)})
+    b = _run(tmp_path, "b", {(10, 0.0): (10, 10), (10, 100.0): (10, 10), (20, 0.0): (0, 10), (20, 100.0): (1, 10)})
+    assert length_accuracy(json.loads((a / "results.json").read_text())) == {10: 0.5, 20: 0.5}
+    (row,) = seed_rows({"LMM": [a, b]})
+    assert row["lengths"] == [10, 20]
+    assert row["seeds"] == [[0.5, 0.5], [1.0, 0.05]]
+    assert row["mean"] == pytest.approx([0.75, 0.275])
+    table = markdown_table([row])
+    assert "| 10 (1x) | 20 (2x) |" in table
+    assert "| LMM | 2 | 75% (50, 100) | 28% (50, 5) |" in table
+
+
+def test_runs_scored_at_different_lengths_or_missing_are_refused(tmp_path, capsys):
+    a = _run(tmp_path, "a", {(10, 0.0): (1, 1)})
+    b = _run(tmp_path, "b", {(20, 0.0): (1, 1)})
+    with pytest.raises(ValueError, match="different lengths"):
+        seed_rows({"x": [a, b]})
+    with pytest.raises(FileNotFoundError, match="no results.json"):
+        seed_rows({"x": [tmp_path / "missing"]})
+    assert main(["--group", f"x={a},{tmp_path / 'missing'}"]) == 2
+    assert "no results.json" in capsys.readouterr().err
+
+
+def test_the_command_prints_the_table_and_writes_the_plot(tmp_path, capsys):
+    a = _run(tmp_path, "a", {(10, 0.0): (1, 2), (20, 0.0): (0, 2)})
+    plot = tmp_path / "curves.png"
+    assert main(["--group", f"SWA={a}", "--plot", str(plot)]) == 0
+    assert "| SWA | 1 | 50% | 0% |" in capsys.readouterr().out
+    assert plot.stat().st_size > 0
