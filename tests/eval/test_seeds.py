@@ -31,6 +31,22 @@ def test_depths_are_pooled_and_seeds_averaged(tmp_path):
     assert "| LMM | 2 | 75% (50, 100) | 28% (50, 5) |" in table
 
 
+def test_a_run_joins_a_training_run_and_a_later_niah_scoring(tmp_path):
+    train = _run(tmp_path, "a", {(10, 0.0): (1, 2)})
+    long = tmp_path / "a" / "long"
+    long.mkdir()
+    rows = [{"task": "passkey", "length": 40, "depth": 0.0, "correct": 1, "n": 4, "accuracy": 0.25}]
+    (long / "results.json").write_text(json.dumps({"tasks": {"passkey": {"accuracy": rows}}}))
+    (row,) = seed_rows({"LMM": [f"{train}+{long}"]})
+    assert row["lengths"] == [10, 40] and row["mean"] == [0.5, 0.25]
+    assert "| 10 (1x) | 40 (4x) |" in markdown_table([row])
+    with pytest.raises(ValueError, match="twice"):
+        seed_rows({"LMM": [f"{train}+{train}"]})
+    two = {"tasks": {"passkey": {"accuracy": rows}, "niah_word": {"accuracy": rows}}}
+    with pytest.raises(ValueError, match="several tasks"):
+        length_accuracy(two)
+
+
 def test_runs_scored_at_different_lengths_or_missing_are_refused(tmp_path, capsys):
     a = _run(tmp_path, "a", {(10, 0.0): (1, 1)})
     b = _run(tmp_path, "b", {(20, 0.0): (1, 1)})

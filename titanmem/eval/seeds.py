@@ -1,9 +1,11 @@
 """Task runs over seeds: accuracy by length as mean, spread and per-seed values, a table and a plot.
 
 ``python -m titanmem.eval.seeds --group LMM=runs/a,runs/b,runs/c --group SWA=runs/d ... [--plot P]``
-reads each run folder's ``results.json`` (written by ``titanmem eval train-task``), pools the depths
-of each length, and prints one markdown row per group: the mean accuracy over the group's seeds at
-every length, with the per-seed accuracies in brackets.
+reads each run folder's ``results.json`` (written by ``titanmem eval train-task``, or by ``titanmem eval
+niah`` for one task), pools the depths of each length, and prints one markdown row per group: the
+mean accuracy over the group's seeds at every length, with the per-seed accuracies in brackets. A run
+may join folders with ``+`` (``runs/a+runs/a/long``: a training run and a later scoring of its model at
+other lengths).
 """
 
 from __future__ import annotations
@@ -22,12 +24,20 @@ __all__ = ["length_accuracy", "seed_rows", "markdown_table", "plot_seed_curves",
 def length_accuracy(results: Mapping[str, Any]) -> dict[int, float]:
     """``{length: accuracy}`` of one run's ``results.json``, every depth of a length pooled.
 
+    ``results`` is a ``train-task`` results file (``accuracy`` rows) or an ``eval niah`` one with a
+    single task (``tasks -> name -> accuracy``).
+
     Raises:
-        ValueError: the results have no ``accuracy`` rows.
+        ValueError: the results have no ``accuracy`` rows, or hold several tasks.
     """
     rows = results.get("accuracy") or []
+    tasks = results.get("tasks") or {}
+    if not rows and len(tasks) > 1:
+        raise ValueError(f"results hold several tasks ({sorted(tasks)}); score one task per run folder")
+    if not rows and tasks:
+        rows = next(iter(tasks.values())).get("accuracy") or []
     if not rows:
-        raise ValueError("results has no 'accuracy' rows (is it a train-task results.json?)")
+        raise ValueError("results has no 'accuracy' rows (is it a train-task or eval niah results.json?)")
     correct: dict[int, int] = {}
     total: dict[int, int] = {}
     for row in rows:
@@ -38,10 +48,16 @@ def length_accuracy(results: Mapping[str, Any]) -> dict[int, float]:
 
 
 def _read(run: str | Path) -> dict[int, float]:
-    path = Path(run) / "results.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no results.json in run folder {str(run)!r}")
-    return length_accuracy(json.loads(path.read_text()))
+    merged: dict[int, float] = {}
+    for folder in str(run).split("+"):
+        path = Path(folder) / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no results.json in run folder {folder!r}")
+        part = length_accuracy(json.loads(path.read_text()))
+        if merged.keys() & part.keys():
+            raise ValueError(f"run {str(run)!r} scores length(s) {sorted(merged.keys() & part.keys())} twice")
+        merged.update(part)
+    return dict(sorted(merged.items()))
 
 
 def seed_rows(groups: Mapping[str, Sequence[str | Path]]) -> list[dict[str, Any]]:
