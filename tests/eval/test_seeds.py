@@ -40,6 +40,8 @@ def test_a_run_joins_a_training_run_and_a_later_niah_scoring(tmp_path):
     (row,) = seed_rows({"LMM": [f"{train}+{long}"]})
     assert row["lengths"] == [10, 40] and row["mean"] == [0.5, 0.25]
     assert "| 10 (1x) | 40 (4x) |" in markdown_table([row])
+    (short,) = seed_rows({"SWA": [train]})
+    assert "| SWA | 1 | 50% | - |" in markdown_table([row, short])
     with pytest.raises(ValueError, match="twice"):
         seed_rows({"LMM": [f"{train}+{train}"]})
     two = {"tasks": {"passkey": {"accuracy": rows}, "niah_word": {"accuracy": rows}}}

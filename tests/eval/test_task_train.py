@@ -201,3 +201,12 @@ def test_compare_runners_report_accuracy_and_a_curve_by_length(tmp_path):
     assert mqar["examples"] == bab["examples"] == 2 and 0 <= mqar["accuracy"] <= 1
     with pytest.raises(ValueError, match="lengths must be"):
         task_cli.mqar_task(model, tokenizer, lengths="many")
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_task_config_loads_and_builds(path):
+    job = load_task_job(path)  # checks every key and builds the model on the meta device
+    recipe = {"forget_bias_init": -11.0, "max_surprise": 10.0}
+    has_recipe = {k: job.model.fields.get(k) for k in recipe} == recipe
+    assert has_recipe == (path.stem in ("lmm", "mag", "mal", "length", "mqar")), job.model.fields

@@ -87,16 +87,24 @@ def _percent(x: float) -> str:
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], base_length: int | None = None) -> str:
-    """A markdown table: mean % over seeds per length, per-seed % in brackets when there are several."""
-    lengths = rows[0]["lengths"]
+    """A markdown table: mean % over seeds per length, per-seed % in brackets when there are several.
+
+    Columns are every length any row was scored at (``-`` where a row was not); multiples are of
+    ``base_length`` (default: the shortest length).
+    """
+    lengths = sorted({n for row in rows for n in row["lengths"]})
     base = base_length or lengths[0]
     head = " | ".join(f"{n} ({n / base:g}x)" for n in lengths)
     lines = [f"| variant | seeds | {head} |", "|---|---:|" + "---:|" * len(lengths)]
     for row in rows:
         cells = []
-        for i, mean in enumerate(row["mean"]):
+        for n in lengths:
+            if n not in row["lengths"]:
+                cells.append("-")
+                continue
+            i = row["lengths"].index(n)
             each = ", ".join(_percent(s[i]) for s in row["seeds"])
-            cells.append(f"{_percent(mean)}%" + (f" ({each})" if len(row["seeds"]) > 1 else ""))
+            cells.append(f"{_percent(row['mean'][i])}%" + (f" ({each})" if len(row["seeds"]) > 1 else ""))
         lines.append(f"| {row['label']} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -113,6 +121,10 @@ def plot_seed_curves(rows: Sequence[Mapping[str, Any]], path: str | Path, title:
         line, = ax.plot(row["lengths"], row["mean"], marker="o", label=f"{row['label']} ({len(row['seeds'])})")
         ax.fill_between(row["lengths"], lo, hi, color=line.get_color(), alpha=0.15)
     ax.set_xscale("log", base=2)
+    ticks = sorted({n for row in rows for n in row["lengths"]})
+    ax.set_xticks(ticks, [str(n) for n in ticks])
+    ax.minorticks_off()
+    ax.grid(alpha=0.3)
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("accuracy (mean over seeds; band: min-max)")
     ax.set_ylim(-0.02, 1.02)
