@@ -209,4 +209,4 @@ def test_every_shipped_task_config_loads_and_builds(path):
     job = load_task_job(path)  # checks every key and builds the model on the meta device
     recipe = {"forget_bias_init": -11.0, "max_surprise": 10.0}
     has_recipe = {k: job.model.fields.get(k) for k in recipe} == recipe
-    assert has_recipe == (path.stem in ("lmm", "mag", "mal", "length", "mqar")), job.model.fields
+    assert has_recipe == (path.stem in ("lmm", "mag", "mal", "length", "mqar", "babilong")), job.model.fields
