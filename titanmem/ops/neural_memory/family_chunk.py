@@ -140,11 +140,16 @@ def _chunk_step(accs, moments, q, k, v, gamma, delta, theta, co: _Coefficients, 
             return coef * (rate * gamma).unsqueeze(-2)
         return (coef * rate.unsqueeze(-2)) @ weights_tm
 
-    if rule.optimizer == "momentum" and (rule.retention == "decay" or read == "chunk"):
+    if not _materialises(rule, read):
         return _dual_path(accs, moments, weights0, q, inputs, deltas, co, token_weights, read, activation,
                           residual)
     return _materialised_path(accs, moments, weights0, q, theta, inputs, deltas, co, token_weights, rule, read,
                               activation, residual)
+
+
+def _materialises(rule: MemoryRule, read: str) -> bool:
+    """Whether a chunk forms its per-token momenta / accumulators (Muon, or lq/kl read per token)."""
+    return rule.optimizer == "muon" or (rule.retention != "decay" and read == "token")
 
 
 def _dual_path(accs, moments, weights0, q, inputs, deltas, co, token_weights, read, activation, residual):
@@ -184,8 +189,11 @@ def _materialised_path(accs, moments, weights0, q, theta, inputs, deltas, co, to
     coef_s = token_weights(co.p)  # [B, H, n, m]: weight of u_m in S_t (before E_t S_0)
     all_a, all_s = [], []
     for a, s, h, d in zip(accs, moments, inputs, deltas):
-        # sum_m coef_s[t, m] h_m^T delta_m for every t, as one batched matmul over t.
-        update = (coef_s.unsqueeze(-1) * h.unsqueeze(-3)).mT @ d.unsqueeze(-3)
+        # sum_m coef_s[t, m] h_m^T delta_m for every t, as one matmul [n d_in, m] @ [m, d_out] (a
+        # broadcast over t on the right would copy delta n times).
+        n, d_in = coef_s.shape[-2], h.shape[-1]
+        left = (coef_s.unsqueeze(-2) * h.mT.unsqueeze(-3)).flatten(-3, -2)  # [B, H, n d_in, m]
+        update = (left @ d).unflatten(-2, (n, d_in))
         s_all = co.eta_cum[..., None, None] * s.unsqueeze(2) - update
         if rule.optimizer == "momentum":
             step = s_all
@@ -259,7 +267,8 @@ def neural_memory_family_chunk(
     with ``recompute_chunks`` as in :func:`titanmem.ops.neural_memory_chunk` (here through
     ``torch.utils.checkpoint``). The decay retention with momentum GD runs the Titans dual form
     (nothing per token is materialised); Muon and the ``lq``/``kl`` retentions with reads after each
-    token hold ``chunk_size`` weight-sized tensors per layer while a chunk runs.
+    token hold ``chunk_size`` weight-sized tensors per layer while a chunk runs, and recompute one
+    chunk at a time when ``recompute_chunks > 0`` (whatever its value) to bound that memory.
 
     Raises:
         TypeError, ValueError: as :func:`neural_memory_family_naive`, and for a bad ``recompute_chunks``.
@@ -289,7 +298,9 @@ def neural_memory_family_chunk(
 
     use_checkpoint = recompute_chunks > 0 and torch.is_grad_enabled()
     if use_checkpoint:
-        group = chunk_size * recompute_chunks
+        # A materialising chunk's intermediates (chunk_size weight-sized tensors per layer) outweigh
+        # the state kept between groups many times over: recompute chunk by chunk to bound them.
+        group = chunk_size * (1 if _materialises(rule, read) else recompute_chunks)
     elif torch.is_grad_enabled():
         group = dims.length
     else:
