@@ -191,6 +191,20 @@ def test_polynomial_features_give_the_truncated_exponential_kernel():
         assert_close(f"kernel degree {degree}", expected, (fx * fy).sum(-1), 1e-13)
 
 
+def test_polynomial_features_are_each_monomial_once():
+    import itertools
+
+    from titanmem.ops.neural_memory.features import _monomials
+
+    for dim, degree in ((1, 3), (4, 2), (5, 3)):
+        combos = _monomials(dim, degree)[0]
+        assert sorted(combos) == list(itertools.combinations_with_replacement(range(dim), degree))
+    # Degree 2 of (x0, x1): x0^2 / sqrt(2), x0 x1, x1^2 / sqrt(2), after the degree-1 features.
+    x = torch.tensor([2.0, 3.0], dtype=F64)
+    want = torch.tensor([2.0, 3.0, 4.0 / math.sqrt(2), 6.0, 9.0 / math.sqrt(2)], dtype=F64)
+    assert_close("phi", want, apply_feature_map(x, "poly", 2), 1e-15)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_polynomial_features_feed_the_memory(impl):
     # The memory sees phi(k) and phi(q): the same as the identity map on pre-mapped keys and queries.

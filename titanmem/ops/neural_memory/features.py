@@ -24,13 +24,29 @@ __all__ = ["apply_feature_map", "feature_dim"]
 
 
 @functools.cache
-def _monomials(dim: int, degree: int) -> tuple[tuple[tuple[int, ...], ...], tuple[float, ...]]:
-    """Index tuples of every monomial of degree ``degree`` in ``dim`` variables, with 1/sqrt(a!)."""
-    combos = tuple(itertools.combinations_with_replacement(range(dim), degree))
-    weights = tuple(
-        1.0 / math.sqrt(math.prod(math.factorial(c.count(j)) for j in set(c))) for c in combos
-    )
-    return combos, weights
+def _monomials(dim: int, degree: int) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """The monomials of degree ``degree`` as sorted index tuples, in the order ``apply_feature_map``
+    builds them (grouped by smallest index, ascending), and where each smallest index's group starts.
+
+    Degree i is built from degree i - 1: the monomials whose smallest index is j are
+    ``x_j * (every monomial of degree i - 1 whose smallest index is >= j)``, and those form a suffix
+    of degree i - 1's list, so each group is one slice times one column.
+    """
+    if degree == 1:
+        return tuple((j,) for j in range(dim)), tuple(range(dim))
+    lower, lower_starts = _monomials(dim, degree - 1)
+    combos, starts = [], []
+    for j in range(dim):
+        starts.append(len(combos))
+        combos.extend((j, *rest) for rest in lower[lower_starts[j]:])
+    return tuple(combos), tuple(starts)
+
+
+@functools.cache
+def _weights(dim: int, degree: int) -> tuple[float, ...]:
+    """``1 / sqrt(a!)`` of each monomial of ``_monomials(dim, degree)``, in its order."""
+    return tuple(1.0 / math.sqrt(math.prod(math.factorial(c.count(j)) for j in set(c)))
+                 for c in _monomials(dim, degree)[0])
 
 
 def feature_dim(dim: int, feature_map: str, degree: int) -> int:
@@ -45,15 +61,11 @@ def apply_feature_map(x: torch.Tensor, feature_map: str, degree: int) -> torch.T
     if feature_map == "identity" or degree == 1:
         return x
     dim = x.shape[-1]
-    parts = [x]
+    parts, previous = [x], x
     for i in range(2, degree + 1):
-        combos, weights = _monomials(dim, i)
-        index = torch.tensor(combos, dtype=torch.long, device=x.device)  # [M, i]
-        scale = torch.tensor(weights, dtype=x.dtype, device=x.device)
-        # A product of gathered columns, not Tensor.prod: prod's backward divides by the input where
-        # it can, a product of factors is differentiable twice everywhere, zeros included.
-        term = x[..., index[:, 0]]
-        for j in range(1, i):
-            term = term * x[..., index[:, j]]
-        parts.append(term * scale)
-    return torch.cat(parts, dim=-1)
+        _, lower_starts = _monomials(dim, i - 1)
+        # Slices and products only (no gather): cheap to differentiate, twice.
+        previous = torch.cat([x[..., j : j + 1] * previous[..., lower_starts[j]:] for j in range(dim)], dim=-1)
+        parts.append(previous)
+    weights = [torch.tensor(_weights(dim, i), dtype=x.dtype, device=x.device) for i in range(2, degree + 1)]
+    return torch.cat([x] + [p * w for p, w in zip(parts[1:], weights)], dim=-1)
