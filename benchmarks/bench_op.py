@@ -1,10 +1,13 @@
 """Throughput and memory benchmark of ``neural_memory_chunk`` on CPU.
 
-Every (batch, length, read, mode) point runs in a fresh subprocess so its peak RSS is its own.
+Every (rule, batch, length, read, mode) point runs in a fresh subprocess so its peak RSS is its own.
 Model FLOPs come from an analytic count of the chunk forward; fwd+bwd counts 3x the forward
-(recomputation in the backward pass is not counted as useful work).
+(recomputation in the backward pass is not counted as useful work). The count is the Titans op's:
+the other memory rules (``--rules``, run through ``neural_memory_family_chunk``) are reported by
+their time against the Titans op's at the same point.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_op.py --quick
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_op.py --quick --rules titans moneta yaad memora atlas
 """
 
 from __future__ import annotations
@@ -28,7 +31,27 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from titanmem.ops import MemoryState, neural_memory_chunk  # noqa: E402
+from titanmem.ops import MemoryRule, MemoryState, neural_memory_chunk, neural_memory_family_chunk  # noqa: E402
+from titanmem.ops.neural_memory.features import feature_dim  # noqa: E402
+
+# "titans" runs neural_memory_chunk; every other name runs neural_memory_family_chunk with its rule
+# ("titans-family" is the Titans rule through the family op, to separate the op's cost from the rule's).
+RULES: dict[str, MemoryRule] = {
+    "titans": MemoryRule(),
+    "titans-family": MemoryRule(),
+    "lp": MemoryRule(objective="lp"),
+    "huber": MemoryRule(objective="huber"),
+    "lq": MemoryRule(retention="lq"),
+    "kl": MemoryRule(retention="kl"),
+    "muon": MemoryRule(optimizer="muon"),
+    "window4": MemoryRule(window=4),
+    "poly2": MemoryRule(feature_map="poly", feature_degree=2),
+    "moneta": MemoryRule(objective="lp", retention="lq"),
+    "yaad": MemoryRule(objective="huber"),
+    "memora": MemoryRule(retention="kl"),
+    "omeganet": MemoryRule(window=4, feature_map="poly", feature_degree=2),
+    "atlas": MemoryRule(window=4, feature_map="poly", feature_degree=2, optimizer="muon"),
+}
 
 FLOP_CONVENTION = "model FLOPs: analytic forward count; fwd+bwd = 3x forward (recomputation not counted)"
 TARGET_RATIO, TARGET_BYTES = 0.20, 2 * 2**30
@@ -135,20 +158,32 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     v = torch.randn(B, T, H, dv).requires_grad_(grad)
     gates = [(0.05 * torch.rand(B, T, H)), torch.rand(B, T, H), 0.1 * torch.rand(B, T, H)]
     gates = [g.requires_grad_(grad) for g in gates]
-    dims = [dk, *[hid] * (cfg["depth"] - 1), dv]
+    name = cfg.get("rule", "titans")
+    rule = RULES[name]
+    dims = [feature_dim(dk, rule.feature_map, rule.feature_degree), *[hid] * (cfg["depth"] - 1), dv]
     weights = [(torch.randn(B, H, a, b) / a**0.5).requires_grad_(grad) for a, b in zip(dims, dims[1:])]
     state = MemoryState(tuple(weights), tuple(torch.zeros_like(w) for w in weights))
     extra = {"recompute_chunks": cfg["recompute_chunks"]}
     leaves = [q, k, v, *gates, *weights]
+    op = neural_memory_chunk
+    if name != "titans":
+        op = neural_memory_family_chunk
+        extra["rule"] = rule
+        if rule.window > 1:
+            extra["gamma"] = torch.rand(B, T, H).requires_grad_(grad)
+            leaves.append(extra["gamma"])
+        if rule.objective == "huber":
+            extra["delta"] = torch.rand(B, T, H).requires_grad_(grad)
+            leaves.append(extra["delta"])
 
     def step() -> None:
         if not grad:
             with torch.no_grad():
-                neural_memory_chunk(q, k, v, *gates, state, chunk_size=cfg["chunk"], read=cfg["read"], **extra)
+                op(q, k, v, *gates, state, chunk_size=cfg["chunk"], read=cfg["read"], **extra)
             return
         for t in leaves:
             t.grad = None
-        y, st = neural_memory_chunk(q, k, v, *gates, state, chunk_size=cfg["chunk"], read=cfg["read"], **extra)
+        y, st = op(q, k, v, *gates, state, chunk_size=cfg["chunk"], read=cfg["read"], **extra)
         loss = y.square().mean() + sum(w.mean() for w in st.weights)
         loss.backward()
 
@@ -203,7 +238,7 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
     """Lines stating whether the two targets (matmul share, peak memory) are met by the measured rows."""
     def find(T: int, read: str) -> dict[str, Any] | None:
         return next((r for r in rows if r["B"] == 4 and r["T"] == T and r["read"] == read
-                     and r["mode"] == "fwd+bwd" and "error" not in r), None)
+                     and r["mode"] == "fwd+bwd" and r.get("rule", "titans") == "titans" and "error" not in r), None)
 
     lines = []
     r = find(4096, "token")
@@ -236,18 +271,23 @@ def render(info: dict[str, Any], mm: list[float], rows: list[dict[str, Any]]) ->
            f"- {FLOP_CONVENTION}",
            "- peak extra = peak RSS (ru_maxrss) minus RSS after inputs are allocated, before the warm-up;"
            " peak tensor = torch.profiler allocations (only with --profile-memory)", "",
-           "| B | T | read | mode | iters | median s | tokens/s | GFLOP | GFLOP/s | % of mm "
+           "- rules other than titans: GFLOP columns are left empty (the count is the Titans op's); "
+           "x titans = median time / the titans row's at the same B, T, read, mode", "",
+           "| rule | B | T | read | mode | iters | median s | x titans | tokens/s | GFLOP | GFLOP/s | % of mm "
            "| peak extra MiB | peak RSS MiB | peak tensor MiB |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        head = f"| {r['B']} | {r['T']} | {r['read']} | {r['mode']} "
+        rule = r.get("rule", "titans")
+        head = f"| {rule} | {r['B']} | {r['T']} | {r['read']} | {r['mode']} "
         if "error" in r:
-            out.append(head + f"| error: {r['error']} |" + " |" * 8)
+            out.append(head + f"| error: {r['error']} |" + " |" * 9)
             continue
         tensor = "-" if r["peak_tensor_bytes"] is None else f"{r['peak_tensor_bytes'] / MiB:.0f}"
-        out.append(head + f"| {r['iters']} | {r['median_s']:.3f} | {r['tokens_per_s']:,.0f} "
-                   f"| {r['gflop']:.2f} | {r['gflops']:.1f} | {100 * r['mm_ratio']:.1f} "
-                   f"| {r['peak_extra_bytes'] / MiB:.0f} | {r['peak_rss_bytes'] / MiB:.0f} | {tensor} |")
+        ratio = "-" if r.get("vs_titans") is None else f"{r['vs_titans']:.2f}"
+        flops = ("| | | " if rule != "titans" else
+                 f"| {r['gflop']:.2f} | {r['gflops']:.1f} | {100 * r['mm_ratio']:.1f} ")
+        out.append(head + f"| {r['iters']} | {r['median_s']:.3f} | {ratio} | {r['tokens_per_s']:,.0f} "
+                   + flops + f"| {r['peak_extra_bytes'] / MiB:.0f} | {r['peak_rss_bytes'] / MiB:.0f} | {tensor} |")
     return "\n".join(out + ["", "## Targets", "", *[f"- {line}" for line in targets(rows)], ""])
 
 
@@ -268,6 +308,8 @@ def parse_args() -> argparse.Namespace:
                    help="also measure peak tensor memory with torch.profiler (one extra, slow iteration)")
     p.add_argument("--recompute-chunks", type=int, default=8,
                    help="neural_memory_chunk's recompute_chunks (0 keeps every intermediate)")
+    p.add_argument("--rules", nargs="+", choices=list(RULES), default=["titans"],
+                   help="memory rules to time (titans: neural_memory_chunk; others: neural_memory_family_chunk)")
     p.add_argument("--out-md", type=Path, default=ROOT / "benchmarks/results/bench_op.md")
     p.add_argument("--out-json", type=Path, default=ROOT / "benchmarks/results/bench_op.json")
     args = p.parse_args()
@@ -284,33 +326,37 @@ def main() -> None:
     info = machine_info(args.threads)
     info["op"] = (f"H=4, Dk=Dv=64, depth 2, hidden 256, gelu, chunk {args.chunk}, float32, "
                   f"recompute_chunks={args.recompute_chunks}")
+    info["rules"] = {name: repr(RULES[name]) for name in args.rules}
     mm = [matmul_gflops(args.threads)]
     rows = []
-    for B in args.batch:
-        for T in args.lengths:
-            for read in args.reads:
-                for mode in args.modes:
-                    cfg = {"B": B, "T": T, "read": read, "mode": mode, "H": 4, "dk": 64, "dv": 64,
-                           "hidden": 256, "depth": 2, "chunk": args.chunk, "threads": args.threads,
-                           "iters": args.iters, "max_seconds": args.max_seconds,
-                           "profile_memory": args.profile_memory, "recompute_chunks": args.recompute_chunks}
-                    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(cfg)],
-                                          capture_output=True, text=True)
-                    row = {k: cfg[k] for k in ("B", "T", "read", "mode")}
-                    if proc.returncode != 0:
-                        row["error"] = (proc.stderr.strip().splitlines() or ["unknown"])[-1]
-                    else:
-                        row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
-                        row["gflop"] = op_flops(cfg) / 1e9
-                    rows.append(row)
-                    print(f"done B={B} T={T} read={read} mode={mode}: "
-                          + (row.get("error") or f"{row['median_s']:.3f} s"), file=sys.stderr, flush=True)
+    points = [(rule, B, T, read, mode) for B in args.batch for T in args.lengths for read in args.reads
+              for mode in args.modes for rule in args.rules]
+    for rule, B, T, read, mode in points:
+        cfg = {"B": B, "T": T, "read": read, "mode": mode, "H": 4, "dk": 64, "dv": 64,
+               "hidden": 256, "depth": 2, "chunk": args.chunk, "threads": args.threads,
+               "iters": args.iters, "max_seconds": args.max_seconds, "rule": rule,
+               "profile_memory": args.profile_memory, "recompute_chunks": args.recompute_chunks}
+        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(cfg)],
+                              capture_output=True, text=True)
+        row = {k: cfg[k] for k in ("rule", "B", "T", "read", "mode")}
+        if proc.returncode != 0:
+            row["error"] = (proc.stderr.strip().splitlines() or ["unknown"])[-1]
+        else:
+            row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+            row["gflop"] = op_flops(cfg) / 1e9
+        rows.append(row)
+        print(f"done rule={rule} B={B} T={T} read={read} mode={mode}: "
+              + (row.get("error") or f"{row['median_s']:.3f} s"), file=sys.stderr, flush=True)
     mm.append(matmul_gflops(args.threads))
+    titans = {(r["B"], r["T"], r["read"], r["mode"]): r["median_s"] for r in rows
+              if r["rule"] == "titans" and "error" not in r}
     for row in rows:
         if "error" not in row:
             row["tokens_per_s"] = row["B"] * row["T"] / row["median_s"]
             row["gflops"] = row["gflop"] / row["median_s"]
             row["mm_ratio"] = row["gflops"] / max(mm)
+            base = titans.get((row["B"], row["T"], row["read"], row["mode"]))
+            row["vs_titans"] = None if base is None else row["median_s"] / base
     report = render(info, mm, rows)
     print(report)
     for path, text in ((args.out_md, report), (args.out_json, json.dumps(

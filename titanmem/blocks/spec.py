@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..checks import check_int
+from ..checks import check_int, check_real
+from ..ops import TITANS, MemoryRule
 
 __all__ = ["BlockSpec"]
 
@@ -31,6 +32,9 @@ class BlockSpec:
         compiled, recompute_chunks: how the memory op runs (``torch.compile`` of its chunks; chunks
             per recomputed group in training, 0 = keep every intermediate). Execution choices: the
             numbers are the same up to float rounding.
+        memory_rule: the memory's rule (MIRAS objective and retention, ATLAS window, Muon step,
+            feature map; :class:`~titanmem.ops.MemoryRule`), Titans' by default.
+        max_delta: upper bound of the Huber threshold of a ``"huber"`` rule.
     """
 
     hidden_size: int
@@ -55,8 +59,13 @@ class BlockSpec:
     check_memory_finite: bool = True
     max_alpha: float = 1.0
     forget_bias_init: float = -5.0
+    memory_rule: MemoryRule = TITANS
+    max_delta: float = 1.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.memory_rule, MemoryRule):
+            raise TypeError(f"memory_rule must be a MemoryRule, got {type(self.memory_rule).__name__}")
+        check_real("max_delta", self.max_delta, 0.0, low_open=True)
         for name in ("hidden_size", "num_heads", "intermediate_size", "memory_depth", "memory_expansion",
                      "chunk_size", "segment_size"):
             check_int(name, getattr(self, name), 1)

@@ -15,7 +15,9 @@ from torch import nn
 from ..checks import check_int, check_real
 from ..modules.conv import CausalDepthwiseConv1d
 from ..modules.norm import RMSNorm
-from ..ops import MemoryState, neural_memory_chunk
+from ..ops import TITANS, MemoryRule, MemoryState, WindowContext, neural_memory_chunk, neural_memory_family_chunk
+from ..ops.neural_memory.family_math import effective_weights
+from ..ops.neural_memory.features import apply_feature_map, feature_dim
 from ..ops.neural_memory.mlp import ACTIVATIONS, mlp_forward
 from ..ops.neural_memory.state import state_precision
 from ..ops.neural_memory.surprise import check_max_surprise
@@ -34,21 +36,27 @@ class NeuralMemoryState:
     Attributes:
         memory: memory weights and momentum at the last chunk boundary, ``[B, H, d_in, d_out]`` each.
         pending: ``(q, k, v, theta, eta, alpha)`` of the tokens after that boundary (fewer than a
-            chunk): ``[B, r, H, D]`` and ``[B, r, H]``. They are replayed with the next piece, so a
-            chunk always starts at the same token however the sequence was split (eq. 16's chunks).
+            chunk): ``[B, r, H, D]`` and ``[B, r, H]``, followed by the window gates ``gamma`` (a rule
+            with a window > 1) and the Huber thresholds ``delta`` (objective ``"huber"``). They are
+            replayed with the next piece, so a chunk always starts at the same token however the
+            sequence was split (eq. 16's chunks).
         conv_tail: the last ``kernel - 1`` projected inputs of the causal convolution, ``[B, K-1, 3HD]``.
         offset: number of tokens seen.
+        window_tail: for a rule with an Omega window ``c > 1``: ``(k, v, gamma[, delta])`` of the last
+            ``c - 1`` tokens before the boundary (they enter the next chunk's windows); else empty.
     """
 
     memory: MemoryState
     pending: tuple[torch.Tensor, ...]
     conv_tail: torch.Tensor | None
     offset: int
+    window_tail: tuple[torch.Tensor, ...] = ()
 
     def detach(self) -> NeuralMemoryState:
         """The same state cut from the autograd graph (truncated backprop through time)."""
         tail = None if self.conv_tail is None else self.conv_tail.detach()
-        return NeuralMemoryState(self.memory.detach(), tuple(t.detach() for t in self.pending), tail, self.offset)
+        return NeuralMemoryState(self.memory.detach(), tuple(t.detach() for t in self.pending), tail, self.offset,
+                                 tuple(t.detach() for t in self.window_tail))
 
 
 class NeuralMemory(nn.Module):
@@ -85,6 +93,12 @@ class NeuralMemory(nn.Module):
             :class:`MemoryDivergedError` naming the layer and the first non-finite position if not
             (one device sync per call; turn it off where that costs).
         name: how errors name this layer (the model sets its module path).
+        rule: the memory rule (:class:`~titanmem.ops.MemoryRule`: MIRAS objective and retention,
+            ATLAS window, Muon step, feature map); None is Titans. A rule with a window gets a
+            per-token, per-head window gate ``gamma = sigmoid(.)`` (bias 3 at init: 0.95); the Huber
+            objective a threshold ``delta = max_delta * sigmoid(.)`` (bias 0 at init). A rule other
+            than Titans runs :func:`~titanmem.ops.neural_memory_family_chunk` (no ``compiled``).
+        max_delta: upper bound of the Huber threshold delta, > 0 (objective ``"huber"`` only).
     """
 
     def __init__(
@@ -106,8 +120,18 @@ class NeuralMemory(nn.Module):
         name: str = "NeuralMemory",
         max_alpha: float = 1.0,
         forget_bias_init: float = -5.0,
+        rule: MemoryRule | None = None,
+        max_delta: float = 1.0,
     ) -> None:
         super().__init__()
+        rule = TITANS if rule is None else rule
+        if not isinstance(rule, MemoryRule):
+            raise TypeError(f"rule must be a MemoryRule or None, got {type(rule).__name__}")
+        if compiled and not rule.is_titans:
+            raise ValueError("compiled=True runs the Titans op only; the rule given is not Titans' "
+                             f"({rule}); use compiled=False")
+        self.rule = rule
+        self.max_delta = check_real("max_delta", max_delta, 0.0, low_open=True)
         for arg, value in (("hidden_size", hidden_size), ("num_heads", num_heads), ("memory_depth", memory_depth),
                            ("memory_expansion", memory_expansion), ("chunk_size", chunk_size),
                            ("conv_kernel", conv_kernel)):
@@ -139,7 +163,11 @@ class NeuralMemory(nn.Module):
         self.qkv_proj = nn.Linear(hidden_size, 3 * inner, bias=False)
         self.conv = CausalDepthwiseConv1d(3 * inner, conv_kernel)
         self.gate_proj = nn.Linear(hidden_size, 3 * num_heads)  # theta, eta, alpha per head
-        dims = [head_dim] + [memory_expansion * head_dim] * (memory_depth - 1) + [head_dim]
+        # The extra gates of the rule, after theta, eta and alpha: the window's gamma, the Huber delta.
+        self.extra_gates = (("gamma",) if rule.window > 1 else ()) + (("delta",) if rule.objective == "huber" else ())
+        self.extra_gate_proj = nn.Linear(hidden_size, len(self.extra_gates) * num_heads) if self.extra_gates else None
+        first = feature_dim(head_dim, rule.feature_map, rule.feature_degree)
+        dims = [first] + [memory_expansion * head_dim] * (memory_depth - 1) + [head_dim]
         self.memory_init = nn.ParameterList(
             nn.Parameter(torch.randn(num_heads, a, b) / a**0.5) for a, b in zip(dims[:-1], dims[1:])
         )
@@ -157,6 +185,11 @@ class NeuralMemory(nn.Module):
             bias[0].fill_(-2.0)
             bias[1].fill_(0.0)
             bias[2].fill_(float(forget_bias_init))
+            if self.extra_gate_proj is not None:
+                # gamma starts near 1 (the window's losses summed almost unweighted), delta at max_delta / 2.
+                extra = self.extra_gate_proj.bias.view(len(self.extra_gates), num_heads)
+                for i, gate in enumerate(self.extra_gates):
+                    extra[i].fill_(3.0 if gate == "gamma" else 0.0)
 
     def initial_state(self, batch_size: int) -> NeuralMemoryState:
         """State before the first token: the learned initial memory, zero momentum, nothing pending."""
@@ -168,14 +201,20 @@ class NeuralMemory(nn.Module):
         device = param.device
         empty = torch.zeros(batch_size, 0, self.num_heads, self.head_dim, device=device)
         gates = torch.zeros(batch_size, 0, self.num_heads, device=device)
-        return NeuralMemoryState(memory, (empty, empty, empty, gates, gates, gates), None, 0)
+        pending = (empty, empty, empty, gates, gates, gates) + (gates,) * len(self.extra_gates)
+        window_tail = (empty, empty) + (gates,) * len(self.extra_gates) if self.rule.window > 1 else ()
+        return NeuralMemoryState(memory, pending, None, 0, window_tail)
 
     def _inputs(self, x: torch.Tensor, tail: torch.Tensor | None):
         proj, tail = self.conv(self.qkv_proj(x), tail)
         q, k, v = rearrange(F.silu(proj), "b t (three h d) -> three b t h d", three=3, h=self.num_heads)
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         theta, eta, alpha = rearrange(torch.sigmoid(self.gate_proj(x)), "b t (three h) -> three b t h", three=3)
-        return (q, k, v, self.max_lr * theta, eta, self.max_alpha * alpha), tail
+        inputs = (q, k, v, self.max_lr * theta, eta, self.max_alpha * alpha)
+        if self.extra_gate_proj is not None:
+            extra = rearrange(torch.sigmoid(self.extra_gate_proj(x)), "b t (n h) -> n b t h", n=len(self.extra_gates))
+            inputs += tuple(g * self.max_delta if name == "delta" else g for name, g in zip(self.extra_gates, extra))
+        return inputs, tail
 
     def _raise_if_diverged(self, y: torch.Tensor, memory: MemoryState, offset: int) -> None:
         # One host sync for the common, finite case (every check reduced on the device first); the
@@ -195,6 +234,8 @@ class NeuralMemory(nn.Module):
     def retrieve(self, queries: torch.Tensor, state: NeuralMemoryState) -> torch.Tensor:
         """Read the memory without writing it: ``M(q)`` at the state's last chunk boundary (eq. 15).
 
+        With a rule, the read is ``M_W(phi(q))`` with ``W = N(A)`` the retention's weights.
+
         MAC's retrieval (eq. 21) reads this way, with its own query projection. ``queries``:
         ``[B, n, H, D]``; returns ``[B, n, H, D]`` in their dtype. The read runs in the state's dtype
         (float32) whatever autocast says, as the op's reads do.
@@ -209,7 +250,10 @@ class NeuralMemory(nn.Module):
             raise ValueError(f"queries must have shape [B={want[0]}, n, H={want[1]}, D={want[2]}], "
                              f"got {tuple(queries.shape)}")
         with state_precision(queries.device):
-            read = mlp_forward(weights, queries.transpose(1, 2).to(weights[0].dtype), self.activation, residual=False)
+            weights = [effective_weights(a, self.rule) for a in weights]
+            x = apply_feature_map(queries.transpose(1, 2).to(weights[0].dtype), self.rule.feature_map,
+                                  self.rule.feature_degree)
+            read = mlp_forward(weights, x, self.activation, residual=False)
         return read.transpose(1, 2).to(queries.dtype)
 
     def forward(
@@ -232,13 +276,15 @@ class NeuralMemory(nn.Module):
         full = (replay + length) // self.chunk_size * self.chunk_size
         # Gates come from sigmoids, so their ranges hold by construction; shapes are still checked.
         kw = dict(chunk_size=self.chunk_size, read=self.read, activation=self.activation, check_inputs=False,
-                  compiled=self.compiled, recompute_chunks=self.recompute_chunks, max_surprise=self.max_surprise)
+                  recompute_chunks=self.recompute_chunks, max_surprise=self.max_surprise)
         memory, ys = state.memory, []
+        window_tail = state.window_tail
         if full:
-            y_full, memory = neural_memory_chunk(*(t[:, :full] for t in seq), memory, **kw)
+            y_full, memory = self._op(seq, slice(0, full), memory, window_tail, kw)
             ys.append(y_full)
+            window_tail = self._next_window_tail(window_tail, seq, full)
         if full < replay + length:
-            y_rest, _ = neural_memory_chunk(*(t[:, full:] for t in seq), memory, **kw)
+            y_rest, _ = self._op(seq, slice(full, None), memory, window_tail, kw)
             ys.append(y_rest)
         y = torch.cat(ys, dim=1)[:, replay:]
         if self.check_finite:
@@ -247,4 +293,24 @@ class NeuralMemory(nn.Module):
         out = self.o_proj(rearrange(self.out_norm(y.to(x.dtype)), "b t h d -> b t (h d)") * gate)
         # Copies, not views: a view would keep the whole piece's projections alive with the state.
         pending = tuple(t[:, full:].clone() for t in seq)
-        return out, NeuralMemoryState(memory, pending, tail, state.offset + length)
+        return out, NeuralMemoryState(memory, pending, tail, state.offset + length, window_tail)
+
+    def _op(self, seq, part: slice, memory: MemoryState, window_tail: tuple[torch.Tensor, ...], kw: dict):
+        """The op on the tokens ``part`` of ``seq`` (which starts at a chunk boundary)."""
+        q, k, v, theta, eta, alpha, *extra = (t[:, part] for t in seq)
+        if self.rule.is_titans:
+            return neural_memory_chunk(q, k, v, theta, eta, alpha, memory, compiled=self.compiled, **kw)
+        named = dict(zip(self.extra_gates, extra))
+        context = WindowContext(*window_tail) if window_tail and window_tail[0].shape[1] else None
+        return neural_memory_family_chunk(q, k, v, theta, eta, alpha, memory, rule=self.rule, gamma=named.get("gamma"),
+                                          delta=named.get("delta"), context=context, **kw)
+
+    def _next_window_tail(self, window_tail: tuple[torch.Tensor, ...], seq, full: int) -> tuple[torch.Tensor, ...]:
+        """``(k, v, gamma[, delta])`` of the last ``c - 1`` tokens before position ``full`` of ``seq``."""
+        if self.rule.window == 1:
+            return ()
+        k, v = seq[1], seq[2]
+        extra = seq[6:]  # gamma first, then delta if the objective is Huber
+        # Copies, not views, as for the pending tokens.
+        return tuple(torch.cat((old.to(new.dtype), new[:, :full]), dim=1)[:, -(self.rule.window - 1):].clone()
+                     for old, new in zip(window_tail, (k, v, *extra)))

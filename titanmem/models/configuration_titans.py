@@ -10,6 +10,7 @@ from transformers import PreTrainedConfig
 from ..blocks import VARIANTS, BlockSpec
 from ..checks import check_int, check_real
 from ..layers.masked_attention import ATTENTION_IMPLS
+from ..ops import MemoryRule
 from ..ops.neural_memory.mlp import ACTIVATIONS
 from ..ops.neural_memory.surprise import check_max_surprise
 from .presets import PRESETS
@@ -18,6 +19,9 @@ __all__ = ["TitansConfig"]
 
 # Block hyperparameters default to BlockSpec's values, so each default is written in one place.
 _SPEC = {f.name: f.default for f in dataclasses.fields(BlockSpec) if f.default is not dataclasses.MISSING}
+
+# The memory rule's fields, each under the name ``memory_<field>`` (defaults: MemoryRule's, Titans).
+_RULE = {f.name: f.default for f in dataclasses.fields(MemoryRule)}
 
 # Variants whose attention is a sliding window: they cannot run without one.
 _WINDOWED = ("swa", "mag", "mal")
@@ -79,6 +83,12 @@ class TitansConfig(PreTrainedConfig):
             (``max_alpha`` in (0, 1]; 1 is the paper's gate) and its logit's bias starts at
             ``forget_bias_init``: a small ``max_alpha`` guarantees that an association survives
             ``(1 - max_alpha)^T`` of itself over T tokens, whatever the gate learns.
+        memory_objective, memory_p, memory_sign_sharpness, memory_abs_eps, memory_retention, memory_q,
+            memory_optimizer, memory_ns_steps, memory_window, memory_feature_map, memory_feature_degree:
+            the memory rule, each the :class:`~titanmem.ops.MemoryRule` field of the name without
+            ``memory_`` (MIRAS objective and retention, ATLAS Omega window, Muon step and feature map;
+            the defaults are Titans'); it applies to every memory layer (LMM, MAC, MAG, MAL).
+        max_delta: upper bound of the Huber threshold (``memory_objective="huber"``).
         tie_word_embeddings: the LM head shares the embedding matrix.
         initializer_range: std of the normal init of linear and embedding weights.
         use_cache: whether ``forward`` returns a :class:`TitansCache` by default.
@@ -114,6 +124,18 @@ class TitansConfig(PreTrainedConfig):
     check_memory_finite: bool = _SPEC["check_memory_finite"]
     max_alpha: float = _SPEC["max_alpha"]
     forget_bias_init: float = _SPEC["forget_bias_init"]
+    memory_objective: str = _RULE["objective"]
+    memory_p: float = _RULE["p"]
+    memory_sign_sharpness: float = _RULE["sign_sharpness"]
+    memory_abs_eps: float = _RULE["abs_eps"]
+    memory_retention: str = _RULE["retention"]
+    memory_q: float = _RULE["q"]
+    memory_optimizer: str = _RULE["optimizer"]
+    memory_ns_steps: int = _RULE["ns_steps"]
+    memory_window: int = _RULE["window"]
+    memory_feature_map: str = _RULE["feature_map"]
+    memory_feature_degree: int = _RULE["feature_degree"]
+    max_delta: float = _SPEC["max_delta"]
     tie_word_embeddings: bool = True
     initializer_range: float = 0.02
     use_cache: bool = True
@@ -138,6 +160,11 @@ class TitansConfig(PreTrainedConfig):
         _as_value_error(check_real, "max_alpha", self.max_alpha, 0.0, 1.0, low_open=True)
         _as_value_error(check_real, "forget_bias_init", self.forget_bias_init)
         _as_value_error(check_max_surprise, self.max_surprise)
+        self.memory_rule()
+        _as_value_error(check_real, "max_delta", self.max_delta, 0.0, low_open=True)
+        if self.compiled and not self.memory_rule().is_titans:
+            raise ValueError("compiled=True runs the Titans op only; set compiled=False with a memory rule "
+                             f"other than Titans' ({self.memory_rule()})")
         if self.head_dim is None:
             if self.hidden_size % self.num_attention_heads:
                 raise ValueError(
@@ -173,8 +200,20 @@ class TitansConfig(PreTrainedConfig):
             compiled=self.compiled, recompute_chunks=self.recompute_chunks,
             max_surprise=None if self.max_surprise is None else float(self.max_surprise),
             check_memory_finite=self.check_memory_finite, max_alpha=float(self.max_alpha),
-            forget_bias_init=float(self.forget_bias_init),
+            forget_bias_init=float(self.forget_bias_init), memory_rule=self.memory_rule(),
+            max_delta=float(self.max_delta),
         )
+
+    def memory_rule(self) -> MemoryRule:
+        """The :class:`~titanmem.ops.MemoryRule` of the ``memory_*`` fields.
+
+        Raises:
+            ValueError: a field out of range or of the wrong type, named as the config names it.
+        """
+        try:
+            return MemoryRule(**{name: getattr(self, f"memory_{name}") for name in _RULE})
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"memory_{err}") from err
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> TitansConfig:

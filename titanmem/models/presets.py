@@ -22,13 +22,27 @@ The paper's sizes are matched for MAC (171,490,992 / 340,283,136 / 758,936,832);
 most per block (its retrieval projections on top of attention and memory), the Transformer++
 baseline the least. Depth 16 rather than 24 at 340m and 760m keeps MAC at the named size with a
 SwiGLU width of about 2.25-2.4x the model width.
+
+The memory rules of the Titans family (docs/miras_atlas.md), each at the tiny size under its own name
+and at the paper sizes as ``<name>-170m`` / ``-340m`` / ``-760m``, all with ``variant="lmm"`` (the
+memory as the only token mixer, as MIRAS's three models and ATLAS's OmegaNet and Atlas are; a
+training config's ``model.variant``, "mac" unless given, replaces it: write ``variant = "lmm"``):
+
+- ``moneta``: lp objective (p = 3) with lq retention (q = 4) (MIRAS);
+- ``yaad``: Huber objective with a learned threshold, Titans' decay (MIRAS);
+- ``memora``: l2 objective with KL (softmax) retention (MIRAS);
+- ``omeganet``: the Omega rule over a window of 4 tokens with degree-2 polynomial features (ATLAS);
+- ``atlas``: ``omeganet`` with the Muon step (five Newton-Schulz iterations) (ATLAS).
+
+The window of 4 is one of ATLAS's sweep values (2, 4, 8, 16; the paper's default is not known to us)
+and the degree 2 the smallest polynomial map (the degree used is not stated).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PRESETS"]
+__all__ = ["FAMILY_RULES", "PRESETS"]
 
 _BYTES = dict(vocab_size=256, chunk_size=64, segment_size=64, window=64, n_persistent=4)
 # Paper-sized models: 32K Llama-2 vocabulary, 4K-token training context.
@@ -41,3 +55,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "340m": dict(_PAPER, hidden_size=1024, num_hidden_layers=16, num_attention_heads=16, intermediate_size=2304),
     "760m": dict(_PAPER, hidden_size=1536, num_hidden_layers=16, num_attention_heads=16, intermediate_size=3712),
 }
+
+FAMILY_RULES: dict[str, dict[str, Any]] = {
+    "moneta": dict(memory_objective="lp", memory_p=3.0, memory_retention="lq", memory_q=4.0),
+    "yaad": dict(memory_objective="huber"),
+    "memora": dict(memory_retention="kl"),
+    "omeganet": dict(memory_window=4, memory_feature_map="poly", memory_feature_degree=2),
+    "atlas": dict(memory_window=4, memory_feature_map="poly", memory_feature_degree=2, memory_optimizer="muon"),
+}
+
+for _name, _rule in FAMILY_RULES.items():
+    PRESETS[_name] = dict(PRESETS["tiny"], variant="lmm", **_rule)
+    for _size in ("170m", "340m", "760m"):
+        PRESETS[f"{_name}-{_size}"] = dict(PRESETS[_size], variant="lmm", **_rule)

@@ -1,5 +1,23 @@
 """Pure tensor functions: no nn.Module, no configuration, nothing from the strata below."""
 
-from .neural_memory import MemoryState, neural_memory_chunk, neural_memory_naive
+from .neural_memory import (
+    TITANS,
+    MemoryRule,
+    MemoryState,
+    WindowContext,
+    neural_memory_chunk,
+    neural_memory_family_chunk,
+    neural_memory_family_naive,
+    neural_memory_naive,
+)
 
-__all__ = ["MemoryState", "neural_memory_chunk", "neural_memory_naive"]
+__all__ = [
+    "TITANS",
+    "MemoryRule",
+    "MemoryState",
+    "WindowContext",
+    "neural_memory_chunk",
+    "neural_memory_family_chunk",
+    "neural_memory_family_naive",
+    "neural_memory_naive",
+]
