@@ -14,7 +14,7 @@ from .rule import MemoryRule
 __all__ = ["LQ_EPS", "NS_COEFFICIENTS", "NS_EPS", "effective_weights", "newton_schulz", "output_gradient"]
 
 # Muon's quintic Newton-Schulz coefficients (a, b, c); ATLAS implementations use them (see
-# /work/shared/docs/related_memory.md §1c), the paper's own values are not known to us.
+# the project notes on related memories, §1c), the paper's own values are not known to us.
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 # X / sqrt(||X||^2 + NS_EPS^2): a smooth stand-in for X / ||X|| that maps 0 to 0 with finite gradients.
 NS_EPS = 1e-7
