@@ -37,7 +37,7 @@ _COMMANDS = {
     "export": ("write a checkpoint (or a run folder's newest checkpoint) as a Hugging Face folder",
                "titanmem.cli", "_add_export_arguments", "_run_export"),
     "forecast": ("train and test forecasters (memory, attention, DLinear) on ETT files",
-                 "titanmem.train.forecast_cli", "add_forecast_arguments", "run_forecast_command"),
+                 "titanmem.timeseries.cli", "add_forecast_arguments", "run_forecast_command"),
     "recall": ("memorise key->value pairs with the bare neural memory and read them back (about 15 s)",
                "titanmem.cli", "_add_recall_arguments", "_run_recall"),
 }

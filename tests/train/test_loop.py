@@ -96,7 +96,7 @@ def test_task_training_runs_through_the_loop(monkeypatch):
 def test_forecasting_runs_each_epoch_through_the_loop(monkeypatch):
     from pathlib import Path
 
-    from titanmem.train import forecast
+    from titanmem.timeseries import train as forecast
 
     calls = _count_loop_calls(monkeypatch, forecast)
     data = Path(__file__).resolve().parents[2] / "data" / "ett" / "ETTh1.csv"
