@@ -10,7 +10,7 @@ import torch
 from titanmem.fewshot.models import MODELS, VMA, FewShotConfig, build_model
 
 SMALL = FewShotConfig(image_size=28, hidden=32, latent=4, embedding=8, slots=2, semantic=8)
-BUILT = [m for m in MODELS if m != "vsm"]
+BUILT = list(MODELS)
 
 
 def _episode(batch=3, size=5, seed=0):
@@ -89,3 +89,38 @@ def test_vma_needs_two_samples_to_train_and_unknown_models_are_refused():
         build_model("gan", SMALL)
     with pytest.raises(ValueError, match="latent"):
         FewShotConfig(latent=0)
+
+
+@pytest.mark.parametrize("name", ["vma", "vsm", "context-vae"])
+def test_samples_depend_on_the_memory_and_the_vae_ignores_it(name):
+    memory, _ = _episode(batch=2)
+    other = torch.roll(memory, 1, dims=-1)
+    model = build_model(name, SMALL)
+    torch.manual_seed(1)
+    first = model.generate(memory, 3)
+    torch.manual_seed(1)
+    second = model.generate(other, 3)
+    assert not torch.allclose(first, second)
+    vae = build_model("vae", SMALL)
+    torch.manual_seed(1)
+    first = vae.generate(memory, 3)
+    torch.manual_seed(1)
+    torch.testing.assert_close(vae.generate(other, 3), first)
+
+
+def test_vsm_semantic_memory_is_a_summary_of_the_set():
+    # The conversion reads the episodic entries as a set: their order does not change the slots, and
+    # the posterior (the query written in) differs from the prior (the memory alone).
+    from titanmem.fewshot.vsm import VSM
+
+    model = VSM(SMALL)
+    memory, query = _episode(batch=2, size=4)
+    content, _ = model.embed(memory.flatten(2))
+    prior = model.convert(content)
+    shuffled = model.convert(content[:, torch.tensor([2, 0, 3, 1])])
+    for a, b in zip(prior, shuffled):
+        torch.testing.assert_close(a, b)
+    assert prior[0].shape == (2, SMALL.slots, SMALL.semantic) and prior[1].shape == prior[0].shape
+    query_content, _ = model.embed(query.flatten(1))
+    posterior = model.convert(torch.cat([content, query_content.unsqueeze(1)], 1))
+    assert not torch.allclose(posterior[0], prior[0])
