@@ -32,9 +32,11 @@ def test_train_eval_and_sample_from_the_command_line(model, tmp_path, capsys):
     assert trained["test_characters"] == 22  # Early Aramaic
     assert main(["fewshot", "eval", "--checkpoint", str(run), "--classes", "1,2", "--memory-sizes", "1,2",
                  "--episodes", "3", "--samples", "4"]) == 0
-    results = json.loads((run / "eval.json").read_text())["results"]
+    written = json.loads((run / "eval.json").read_text())
+    results = written["results"]
     assert [(r["classes"], r["memory_size"]) for r in results] == [(1, 1), (1, 2), (2, 2)]
     assert ("address_accuracy" in results[0]) == (model in ("vma", "vsm"))
+    assert written["one_shot_runs"]["episodes"] == 400
     assert "NLL bound" in capsys.readouterr().out
     grid = tmp_path / "grid.png"
     assert main(["fewshot", "sample", "--checkpoint", str(run), "--model", model, "--episodes", "2", "--count", "3",

@@ -82,3 +82,22 @@ def test_evaluation_is_reproducible_and_reports_addressing(splits):
 def test_job_errors_name_the_field(kwargs, named):
     with pytest.raises(ValueError, match=named):
         FewShotJob(**kwargs)
+
+
+def test_one_shot_runs_score_the_right_answer():
+    # With each test drawing replaced by its answer's training drawing and a sharp address scale, the
+    # posterior must pick the answer every time: the check that answers index the memory correctly.
+    from titanmem.fewshot.omniglot import load_one_shot_runs
+    from titanmem.fewshot.train import evaluate_one_shot
+
+    runs = load_one_shot_runs()[:2]
+    copied = [{**run, "test": run["training"][run["answer"]], "training": run["training"].round()} for run in runs]
+    copied = [{**run, "test": run["test"].round()} for run in copied]  # binary already: the same draw both sides
+    torch.manual_seed(0)
+    model = build_model("vma", FewShotConfig(**TINY))
+    with torch.no_grad():
+        model.log_scale.fill_(math.log(1000.0))
+    result = evaluate_one_shot(model, copied, samples=2)
+    assert result["episodes"] == 40 and result["address_accuracy"] == 1.0
+    real = evaluate_one_shot(model, runs, samples=2)
+    assert real["address_accuracy"] < 1.0

@@ -88,6 +88,10 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=positive_int, default=200, help="test episodes per cell (default 200)")
     parser.add_argument("--samples", type=positive_int, default=1000,
                         help="importance samples of the bound (default 1000, as in VMA's Table 1)")
+    parser.add_argument("--one-shot-runs", default=None,
+                        help="all_runs.zip of Lake et al.: also score its 400 one-shot episodes (20 characters of "
+                             "unseen evaluation alphabets in memory); default data/omniglot/all_runs.zip when present, "
+                             "'none' to skip")
     parser.add_argument("--out", default=None, help="JSON results file (default <run>/eval.json)")
 
 
@@ -175,8 +179,9 @@ def _load(args: argparse.Namespace):
 
 def run_eval(args: argparse.Namespace) -> int:
     """The bound on test episodes by (C, memory size): a table on stdout and a JSON file."""
+    from .omniglot import DATA_DIR, load_one_shot_runs
     from .report import format_table
-    from .train import evaluate, write_json
+    from .train import evaluate, evaluate_one_shot, write_json
 
     model, name, test = _load(args)
     cells = [(c, m) for c in args.classes for m in args.memory_sizes if c <= m]
@@ -191,13 +196,28 @@ def run_eval(args: argparse.Namespace) -> int:
             results.append(evaluate(model, test, c, m, episodes=args.episodes, samples=args.samples, seed=args.seed))
         except ValueError as err:
             raise CommandError(err) from err
+    one_shot = None
+    runs_path = args.one_shot_runs
+    if runs_path is None and (DATA_DIR / "all_runs.zip").exists():
+        runs_path = str(DATA_DIR / "all_runs.zip")
+    if runs_path and runs_path != "none":
+        try:
+            runs = load_one_shot_runs(runs_path, image_size=model.config.image_size)
+        except (ValueError, FileNotFoundError) as err:
+            raise CommandError(f"--one-shot-runs {runs_path}: {err}") from err
+        one_shot = evaluate_one_shot(model, runs, samples=args.samples, seed=args.seed)
     seconds = time.perf_counter() - began
     out = Path(args.out) if args.out else Path(args.checkpoint) / "eval.json"
     if out.suffix != ".json":
         out = out / "eval.json"
     write_json({"model": name, "checkpoint": str(args.checkpoint), "seed": args.seed, "eval_seconds": round(seconds, 1),
-                "results": results}, out)
+                "results": results, "one_shot_runs": one_shot}, out)
     print(format_table(results, name))
+    if one_shot is not None:
+        line = f"one-shot runs ({one_shot['episodes']} episodes, 20 characters in memory): NLL bound {one_shot['nll']:.2f}"
+        if "address_accuracy" in one_shot:
+            line += f", address accuracy {one_shot['address_accuracy']:.3f}"
+        print(line)
     print(f"wrote {out}")
     return 0
 

@@ -38,7 +38,7 @@ from .episodes import EpisodeBatch, EpisodeSampler
 from .models import MODELS, FewShotConfig, FewShotModel, build_model
 from .omniglot import DEFAULT_SOURCES, DEFAULT_TEST_ALPHABETS, Omniglot, load_omniglot, split_by_alphabet
 
-__all__ = ["FewShotJob", "evaluate", "load_model", "load_splits", "train_fewshot", "write_json"]
+__all__ = ["FewShotJob", "evaluate", "evaluate_one_shot", "load_model", "load_splits", "train_fewshot", "write_json"]
 
 
 @dataclass(frozen=True)
@@ -256,6 +256,40 @@ def evaluate(model: FewShotModel, data: Omniglot, classes: int, memory_size: int
               "nll": float(nll.mean()), "nll_stderr": float(nll.std() / math.sqrt(episodes)) if episodes > 1 else 0.0}
     if kl:
         result["address_accuracy"] = right / episodes
+        result["address_kl"] = float(torch.cat(kl).mean())
+    return result
+
+
+@torch.no_grad()
+def evaluate_one_shot(model: FewShotModel, runs: list[dict[str, torch.Tensor]], samples: int = 1000, chunk: int = 250,
+                      seed: int = 1234) -> dict:
+    """The 20 one-shot runs of Lake et al. (characters of the evaluation alphabets) as 400 episodes.
+
+    Each test drawing is a query whose memory holds the run's 20 training drawings, one per character
+    (C = 20, memory size 20); images are binarised once with ``seed``. Returns ``{"episodes", "samples",
+    "nll", "nll_stderr"}`` and, for models with ``address_posterior``, ``"address_accuracy"``: how often
+    the argmax of q(a | M, x) is the query's character, i.e. 20-way one-shot classification by the
+    address posterior (chance 0.05), and ``"address_kl"``.
+    """
+    state = torch.get_rng_state()
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model.eval()
+    bounds, right, kl = [], 0, []
+    for run in runs:
+        memory = torch.bernoulli(run["training"], generator=generator).unsqueeze(0).expand(run["test"].shape[0], -1, -1, -1)
+        query = torch.bernoulli(run["test"], generator=generator)
+        bounds.append(model.bound(memory, query, samples=samples, chunk=chunk))
+        if hasattr(model, "address_posterior"):
+            q = model.address_posterior(memory, query)
+            right += int((q.argmax(-1) == run["answer"]).sum())
+            kl.append((q * torch.log(q.clamp_min(1e-30))).sum(-1) + math.log(memory.shape[1]))
+    torch.set_rng_state(state)
+    nll = -torch.cat(bounds).double()
+    result = {"episodes": int(nll.numel()), "samples": samples, "nll": float(nll.mean()),
+              "nll_stderr": float(nll.std() / math.sqrt(nll.numel()))}
+    if kl:
+        result["address_accuracy"] = right / nll.numel()
         result["address_kl"] = float(torch.cat(kl).mean())
     return result
 
