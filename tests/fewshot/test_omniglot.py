@@ -86,6 +86,15 @@ def test_episodes_are_reproducible_by_seed(omniglot):
     for name in ("memory", "query", "memory_labels", "query_label", "memory_index", "query_index"):
         assert torch.equal(getattr(one, name), getattr(two, name)), name
     assert not torch.equal(one.memory_index, other.memory_index)
+    # a sampler restored from a state continues as the original does
+    sampler = EpisodeSampler(train, classes=2, memory_size=5, seed=11)
+    sampler.sample(3)
+    saved = sampler.state_dict()
+    expected = sampler.sample(4)
+    restored = EpisodeSampler(train, classes=2, memory_size=5, seed=99)
+    restored.load_state_dict(saved)
+    again = restored.sample(4)
+    assert torch.equal(again.memory, expected.memory) and torch.equal(again.query_index, expected.query_index)
 
 
 def test_episode_structure(omniglot):

@@ -128,6 +128,15 @@ class EpisodeSampler:
         return EpisodeBatch(memory, query, torch.from_numpy(memory_labels), torch.from_numpy(query_label),
                             memory_index_t, query_index_t)
 
+    def state_dict(self) -> dict:
+        """The position of the episode and binarisation generators (to resume a run where it stopped)."""
+        return {"rng": self._rng.bit_generator.state, "generator": self._generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a :meth:`state_dict`."""
+        self._rng.bit_generator.state = state["rng"]
+        self._generator.set_state(state["generator"])
+
     def batches(self, batch_size: int):
         """An endless iterator of :meth:`sample` batches (what the training loop draws from)."""
         while True:

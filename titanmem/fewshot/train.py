@@ -108,13 +108,10 @@ def _batches(job: FewShotJob, train: Omniglot, state: dict | None):
     if state is not None:
         rng.bit_generator.state = state["rng"]
         for pair, sampler in samplers.items():
-            sampler._rng.bit_generator.state = state["samplers"][str(pair)]["rng"]
-            sampler._generator.set_state(state["samplers"][str(pair)]["generator"])
+            sampler.load_state_dict(state["samplers"][str(pair)])
 
     def snapshot() -> dict:
-        return {"rng": rng.bit_generator.state,
-                "samplers": {str(p): {"rng": s._rng.bit_generator.state, "generator": s._generator.get_state()}
-                             for p, s in samplers.items()}}
+        return {"rng": rng.bit_generator.state, "samplers": {str(p): s.state_dict() for p, s in samplers.items()}}
 
     def endless():
         while True:
