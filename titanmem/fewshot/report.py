@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["format_table", "save_sample_grid"]
+__all__ = ["format_comparison", "format_table", "save_sample_grid"]
 
 
 def format_table(results: Sequence[dict], name: str = "") -> str:
@@ -27,6 +27,28 @@ def format_table(results: Sequence[dict], name: str = "") -> str:
         if addressed:
             row += (f" {r['address_accuracy']:.3f} | {r['address_kl']:.3f} |" if "address_accuracy" in r else " | |")
         lines.append(row)
+    return "\n".join(lines)
+
+
+def format_comparison(results: dict[str, Sequence[dict]]) -> str:
+    """A markdown table comparing models: one row per (C, memory size), the negative bound (nats) of each
+    model (``results``: model name -> its :func:`~titanmem.fewshot.train.evaluate` results), then the
+    address accuracy and KL of the models that have them."""
+    names = list(results)
+    cells = sorted({(r["classes"], r["memory_size"]) for rows in results.values() for r in rows})
+    by = {n: {(r["classes"], r["memory_size"]): r for r in rows} for n, rows in results.items()}
+    addressed = [n for n in names if any("address_accuracy" in r for r in results[n])]
+    head = "| C | memory size | " + " | ".join(f"{n} NLL" for n in names)
+    head += "".join(f" | {n} acc. | {n} KL" for n in addressed) + " |"
+    lines = [head, "|" + "---:|" * (2 + len(names) + 2 * len(addressed))]
+    for cell in cells:
+        row = [str(cell[0]), str(cell[1])]
+        row += [f"{by[n][cell]['nll']:.1f} ± {by[n][cell]['nll_stderr']:.1f}" if cell in by[n] else "" for n in names]
+        for n in addressed:
+            r = by[n].get(cell, {})
+            row += [f"{r['address_accuracy']:.2f}" if "address_accuracy" in r else "",
+                    f"{r['address_kl']:.2f}" if "address_kl" in r else ""]
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
