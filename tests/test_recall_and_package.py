@@ -15,6 +15,9 @@ from titanmem.recall import RecallSetting, chunk_matches_naive, recall_accuracy
 PACKAGE = Path(titanmem.__file__).parent
 # docs/design.md: each stratum imports only from the ones above it.
 STRATA = ["ops", "modules", "layers", "blocks", "models", "data", "train", "eval", "bench"]
+# One subpackage per application domain: each imports from the strata and itself, never from another
+# domain, and no stratum imports a domain.
+DOMAINS = ["timeseries", "fewshot"]
 ALLOWED = {
     "ops": {"ops"},
     "modules": {"ops", "modules"},
@@ -25,6 +28,7 @@ ALLOWED = {
     "train": set(STRATA),
     "eval": set(STRATA),
     "bench": set(STRATA),
+    **{domain: set(STRATA) | {domain} for domain in DOMAINS},
 }
 
 
@@ -70,12 +74,14 @@ def _imported_strata(path: Path) -> set[str]:
             for alias in node.names:
                 if alias.name.startswith("titanmem."):
                     found.add(alias.name.split(".")[1])
-    return found & set(STRATA)
+    return found & set(STRATA + DOMAINS)
 
 
-@pytest.mark.parametrize("stratum", STRATA)
+@pytest.mark.parametrize("stratum", STRATA + DOMAINS)
 def test_strata_import_only_upwards(stratum):
-    for path in (PACKAGE / stratum).rglob("*.py"):
+    paths = list((PACKAGE / stratum).rglob("*.py"))
+    assert paths, f"titanmem/{stratum} holds no module"
+    for path in paths:
         bad = _imported_strata(path) - ALLOWED[stratum]
         assert not bad, f"{path.relative_to(PACKAGE)} imports {sorted(bad)}; {stratum} may import {sorted(ALLOWED[stratum])}"
 
@@ -118,7 +124,7 @@ TOP_LEVEL = {
 def test_every_module_file_is_listed():
     # The parametrisation below is only as good as this discovery: a glob that missed subpackages
     # would let their modules go unchecked.
-    assert {"titanmem", "titanmem.ops.neural_memory.chunk", "titanmem.eval.lm_eval.model"} <= set(MODULES)
+    assert {"titanmem", "titanmem.ops.neural_memory.chunk", "titanmem.eval.lm_eval.model", "titanmem.timeseries.train"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

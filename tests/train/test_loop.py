@@ -1,5 +1,5 @@
 """The one training loop: what a step does (mean gradient over micro-batches, clipping, schedule) and
-that language modelling, task training and forecasting all run through it."""
+that language modelling, task training, forecasting and few-shot generation all run through it."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def test_task_training_runs_through_the_loop(monkeypatch):
 def test_forecasting_runs_each_epoch_through_the_loop(monkeypatch):
     from pathlib import Path
 
-    from titanmem.train import forecast
+    from titanmem.timeseries import train as forecast
 
     calls = _count_loop_calls(monkeypatch, forecast)
     data = Path(__file__).resolve().parents[2] / "data" / "ett" / "ETTh1.csv"
@@ -104,6 +104,18 @@ def test_forecasting_runs_each_epoch_through_the_loop(monkeypatch):
                                max_train_windows=128)
     result, _ = forecast.run_forecast(job, progress=False)
     assert calls == [2, 2] and result.epochs_run == 2
+
+
+def test_fewshot_training_runs_through_the_loop(monkeypatch, tmp_path):
+    from titanmem.fewshot import train as fewshot
+    from titanmem.fewshot.omniglot import DEFAULT_SOURCES
+
+    calls = _count_loop_calls(monkeypatch, fewshot)
+    job = fewshot.FewShotJob(model="vma", data=(str(DEFAULT_SOURCES[0]),), test_alphabets=("Early_Aramaic",),
+                             memory_sizes=(2,), steps=3, batch_size=2, samples=2,
+                             model_config=dict(hidden=16, latent=2, embedding=4))
+    _, history = fewshot.train_fewshot(job, tmp_path, progress=False)
+    assert calls == [3] and history[-1]["step"] == 3
 
 
 def test_language_model_training_runs_through_the_loop(monkeypatch, tmp_path):

@@ -1,9 +1,10 @@
 """The one training loop of titanmem: optimizer steps over micro-batches, whatever is being trained.
 
 Language modelling (:func:`titanmem.train.train`), synthetic-task training
-(:mod:`titanmem.eval.task_train`) and forecasting (:mod:`titanmem.train.forecast`) differ in their
-data and their loss, not in how a step is taken. Each hands :func:`train_steps` an iterator of
-batches and a ``loss_fn(model, batch) -> scalar loss``; the loop does the rest the same way for all:
+(:mod:`titanmem.eval.task_train`), forecasting (:mod:`titanmem.timeseries.train`) and few-shot
+generation (:mod:`titanmem.fewshot.train`) differ in their data and their loss, not in how a step is
+taken. Each hands :func:`train_steps` an iterator of batches and a ``loss_fn(model, batch) -> scalar
+loss``; the loop does the rest the same way for all:
 autocast, gradient accumulation (DDP synchronises on the last micro-batch only), clipping, the
 optimizer and scheduler step, and a per-step callback for logging, validation, checkpoints or early
 stopping. The optimizer and the schedule come from :mod:`titanmem.train.optim` (one weight-decay

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from titanmem.cli import main
-from titanmem.models.forecasting import DLinear, ForecasterConfig, PatchForecaster, build_forecaster
-from titanmem.data.timeseries import load_ett, make_splits, windows
-from titanmem.train.forecast import ForecastJob, evaluate, run_forecast
-from titanmem.train.forecast_report import load_run_model, run_grid
+from titanmem.timeseries.models import DLinear, ForecasterConfig, PatchForecaster, build_forecaster
+from titanmem.timeseries.data import load_ett, make_splits, windows
+from titanmem.timeseries.train import ForecastJob, evaluate, run_forecast
+from titanmem.timeseries.report import load_run_model, run_grid
 
 ETTH1 = Path(__file__).resolve().parents[2] / "data" / "ett" / "ETTh1.csv"
 SMALL = dict(d_model=16, n_heads=2, n_layers=2, patch_len=8, stride=4, chunk_size=3, dropout=0.0)
@@ -33,7 +33,7 @@ def test_output_shape_follows_horizon(model, horizon):
 
 
 def test_revin_round_trip_restores_the_series():
-    from titanmem.models.forecasting import _RevIN
+    from titanmem.timeseries.models import _RevIN
 
     revin = _RevIN(3).double()
     with torch.no_grad():

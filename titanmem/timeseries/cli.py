@@ -9,9 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..cli_args import positive_float, positive_int, report_error
-from ..data.timeseries import load_ett
-from .forecast import MODELS, ForecastJob
-from .forecast_report import format_table, load_run_model, plot_test_window, run_grid, summarize
+from .data import load_ett
+from .train import MODELS, ForecastJob
+from .report import format_table, load_run_model, plot_test_window, run_grid, summarize
 
 __all__ = ["add_forecast_arguments", "run_forecast_command"]
 

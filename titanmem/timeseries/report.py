@@ -18,9 +18,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..data.timeseries import load_ett, make_splits, windows
-from ..models.forecasting import ForecasterConfig, build_forecaster
-from .forecast import ForecastJob, run_forecast, save_result
+from .data import load_ett, make_splits, windows
+from .models import ForecasterConfig, build_forecaster
+from .train import ForecastJob, run_forecast, save_result
 
 __all__ = ["PAPER_TABLE3", "format_table", "load_run_model", "plot_test_window", "run_grid", "summarize"]
 

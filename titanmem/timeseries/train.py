@@ -1,6 +1,6 @@
 """Train and test a forecaster on an ETT file under the standard protocol (``titanmem forecast``).
 
-Protocol (see :mod:`titanmem.data.timeseries`): 12/4/4-month split, train-only standardisation, all
+Protocol (see :mod:`titanmem.timeseries.data`): 12/4/4-month split, train-only standardisation, all
 7 channels, lookback 96. Training as the reference code of this benchmark line does it: Adam, MSE
 loss, learning rate halved after every epoch, early stopping on the validation MSE (patience 3),
 the best epoch's weights restored for the test. Test MSE/MAE are averaged over every test window
@@ -24,11 +24,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.timeseries import ETT_HOURLY_SPLITS, load_ett, make_splits, windows
-from ..models.forecasting import ForecasterConfig, build_forecaster
-from .config import OptimConfig
-from .loop import StepRecord, train_steps
-from .optim import build_optimizer
+from .data import ETT_HOURLY_SPLITS, load_ett, make_splits, windows
+from .models import ForecasterConfig, build_forecaster
+from ..train.config import OptimConfig
+from ..train.loop import StepRecord, train_steps
+from ..train.optim import build_optimizer
 
 __all__ = ["ForecastJob", "ForecastResult", "evaluate", "run_forecast", "save_result"]
 

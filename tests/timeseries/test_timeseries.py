@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from titanmem.data.timeseries import ETT_COLUMNS, load_ett, make_splits, window_count, windows
+from titanmem.timeseries.data import ETT_COLUMNS, load_ett, make_splits, window_count, windows
 
 ETT = Path(__file__).resolve().parents[2] / "data" / "ett"
 ETTH1 = ETT / "ETTh1.csv"
