@@ -14,7 +14,10 @@ from titanmem.recall import RecallSetting, chunk_matches_naive, recall_accuracy
 
 PACKAGE = Path(titanmem.__file__).parent
 # docs/design.md: each stratum imports only from the ones above it.
-STRATA = ["ops", "modules", "layers", "blocks", "models", "data", "train", "eval", "bench"]
+# The domain subpackages import from the strata and are imported by none of them.
+DOMAINS = ["genomics"]
+STRATA = ["ops", "modules", "layers", "blocks", "models", "data", "train", "eval", "bench", *DOMAINS]
+_LAYERS = set(STRATA) - set(DOMAINS)
 ALLOWED = {
     "ops": {"ops"},
     "modules": {"ops", "modules"},
@@ -22,9 +25,10 @@ ALLOWED = {
     "blocks": {"ops", "modules", "layers", "blocks"},
     "models": {"ops", "modules", "layers", "blocks", "models"},
     "data": {"data"},
-    "train": set(STRATA),
-    "eval": set(STRATA),
-    "bench": set(STRATA),
+    "train": _LAYERS,
+    "eval": _LAYERS,
+    "bench": _LAYERS,
+    **{domain: _LAYERS | {domain} for domain in DOMAINS},
 }
 
 

