@@ -164,6 +164,13 @@ class NucleotideTokenizer:
         """Token ids of ``text`` as an int64 array (the fast path the token shards use)."""
         return self._table[_dna_bytes(text)]
 
+    def complement_table(self) -> np.ndarray:
+        """``table[i]``: the id of the base pairing with id ``i`` (A<->T, C<->G; N and the specials map to
+        themselves). Reversing a row of ids and mapping it through the table reads the other strand."""
+        table = np.arange(self.vocab_size, dtype=np.int64)
+        table[:4] = [3, 2, 1, 0]
+        return table
+
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` (see the class docstring for unknown characters)."""
         return self.encode_array(text).tolist()
