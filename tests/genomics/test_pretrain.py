@@ -14,6 +14,8 @@ import torch
 from titanmem.data import NucleotideTokenizer
 from titanmem.data import genomes
 from titanmem.data.genomes import GENOME_PACKAGES, reverse_complement
+from titanmem.eval.loading import load_model
+from titanmem.genomics.finetune import build_classifier, finetune_job_from_dict
 from titanmem.train import load_config, train
 from titanmem.train.trainer import reverse_complement_rows
 
@@ -67,3 +69,9 @@ def test_a_tiny_dna_run_reports_bits_per_base(tmp_path, monkeypatch):
     # One token per base: bits per byte are the loss in bits, and below the 2 bits of a uniform guess.
     assert math.isclose(summary["val_bpb"], summary["val_loss"] / math.log(2), rel_tol=1e-3)
     assert result.validation.bpb < 1.9
+    # The run folder starts a classifier: its backbone is the pretrained model's.
+    job = finetune_job_from_dict({"model": {"init": str(tmp_path / "run")}})
+    clf = build_classifier(job, DNA, ("a", "b"))
+    lm, _ = load_model(tmp_path / "run")
+    for name, p in lm.model.state_dict().items():
+        assert torch.equal(p, clf.model.state_dict()[name]), name
