@@ -78,3 +78,28 @@ def test_shards_of_a_genome_count_one_token_per_base(tmp_path):
     tokens = np.asarray(data.split("train"))
     assert tokens.size == 5000 and NucleotideTokenizer().decode(tokens.tolist()) == sequence
     assert data.bytes_per_token("train") == 1.0  # so bits per byte are bits per base
+
+
+def _kmer_reference(text: str, k: int) -> list[int]:
+    """The slow twin of KmerTokenizer.encode_array: one character at a time, the rule as written."""
+    tok = KmerTokenizer(k)
+    kmers = {km: i for i, km in enumerate(tok._kmers)}
+    text = text.upper()
+    out, i = [], 0
+    while i < len(text):
+        chunk = text[i : i + k]
+        if len(chunk) == k and all(c in "ACGT" for c in chunk):
+            out.append(kmers[chunk])
+            i += k
+        else:
+            c = text[i]
+            out.append(tok.sep_id if c == "\n" else 4**k + "ACGTN".index(c if c in "ACGT" else "N"))
+            i += 1
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+@pytest.mark.parametrize("seed", range(4))
+def test_kmer_fast_path_equals_the_reference(k, seed):
+    text = _random_dna(257, seed, "ACGT" * 6 + "Nn\nRa")
+    assert KmerTokenizer(k).encode_array(text).tolist() == _kmer_reference(text, k)

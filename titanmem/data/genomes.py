@@ -39,8 +39,8 @@ from .sources import default_data_dir
 
 __all__ = [
     "GENOME_CORPORA", "GENOME_PACKAGES", "JANGGU_PACKAGE", "JANGGU_WHEEL_SHA256", "NUCLEOTIDES", "REGION_BASES",
-    "GenomeRecord", "clean_sequence", "fetch_janggu", "fetch_packages", "genome_corpus", "genome_dir", "genome_file",
-    "janggu_files", "read_fasta", "read_genbank", "read_maf_rows", "reverse_complement",
+    "GenomeRecord", "clean_sequence", "fetch_janggu", "fetch_packages", "genome_corpus", "genome_dir", "janggu_files",
+    "package_files", "read_fasta", "read_genbank", "read_maf_rows", "reverse_complement",
 ]
 
 NUCLEOTIDES = "ACGTN"
@@ -147,11 +147,12 @@ def read_maf_rows(path: str | os.PathLike, species: str) -> Iterator[GenomeRecor
             for row in block:
                 if row.id.startswith(species):
                     start, size = row.annotations["start"], row.annotations["size"]
-                    yield GenomeRecord(f"{row.id}:{start}-{start + size}", clean_sequence(str(row.seq).replace("-", "")))
+                    bases = clean_sequence(str(row.seq).replace("-", ""))
+                    yield GenomeRecord(f"{row.id}:{start}-{start + size}", bases)
 
 
 def genome_dir(path: str | os.PathLike | None = None) -> Path:
-    """The folder the packages are unpacked into: ``path``, else ``$TITANMEM_DATA_DIR/dna`` or ``~/.cache/titanmem/dna``."""
+    """Where the packages are unpacked: ``path``, else ``$TITANMEM_DATA_DIR/dna`` or ``~/.cache/titanmem/dna``."""
     return default_data_dir("dna") if path is None else Path(path).expanduser()
 
 
@@ -159,7 +160,7 @@ def _install_hint(corpus: str) -> str:
     return f"titanmem data {corpus}"
 
 
-def genome_file(package: str, corpus: str, path: str | os.PathLike | None = None) -> list[Path]:
+def package_files(package: str, corpus: str, path: str | os.PathLike | None = None) -> list[Path]:
     """The files of ``package`` (sorted), under ``genome_dir(path)/<package>`` or a system-wide install.
 
     Raises:
@@ -197,7 +198,7 @@ def genome_corpus(corpus: str, path: str | os.PathLike | None = None) -> list[Do
     """
     if corpus not in GENOME_CORPORA:
         raise ValueError(f"corpus must be one of {tuple(GENOME_CORPORA)}, got {corpus!r}")
-    files = {pkg: genome_file(pkg, corpus, path) for pkg in GENOME_CORPORA[corpus]}
+    files = {pkg: package_files(pkg, corpus, path) for pkg in GENOME_CORPORA[corpus]}
     if corpus == "dna-human":
         (chrx,) = files["smalt-examples"]
         (maf,) = files["maffilter-examples"]

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..checks import check_fraction, check_int
-from ..data.genomes import clean_sequence, genome_file, janggu_files, read_fasta, read_genbank
+from ..data.genomes import clean_sequence, package_files, janggu_files, read_fasta, read_genbank
 
 __all__ = [
     "SPLITS", "TASKS", "SequenceTask", "build_task", "coding_vs_intergenic", "human_vs_worm", "load_benchmark",
@@ -137,8 +137,8 @@ def human_vs_worm(path: str | os.PathLike | None = None, *, length: int = 200, t
     check_int("train_per_class", train_per_class, 1)
     check_int("test_per_class", test_per_class, 1)
     rng = random.Random(seed)
-    genomes = {"human": genome_file("smalt-examples", "dna-human", path)[0],
-               "worm": genome_file("r-bioc-bsgenome", "dna-worm", path)[0]}
+    genomes = {"human": package_files("smalt-examples", "dna-human", path)[0],
+               "worm": package_files("r-bioc-bsgenome", "dna-worm", path)[0]}
     rows: dict[str, list[list[str]]] = {"train": [], "test": []}
     for cls, file in genomes.items():
         sequence = "".join(r.sequence for r in read_fasta(file))
@@ -182,7 +182,7 @@ def coding_vs_intergenic(path: str | os.PathLike | None = None, *, length: int =
     if max_per_class is not None:
         check_int("max_per_class", max_per_class, 1)
     rng = random.Random(seed)
-    file = Path(genbank) if genbank is not None else genome_file("cct-examples", "dna-ecoli", path)[0]
+    file = Path(genbank) if genbank is not None else package_files("cct-examples", "dna-ecoli", path)[0]
     record = read_genbank(file)[0]
     sequence = clean_sequence(str(record.seq))
     coding, genic = _feature_mask(record, ("CDS",)), _feature_mask(record, _GENIC)
