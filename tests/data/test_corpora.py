@@ -186,7 +186,7 @@ def test_text_needs_a_path_and_an_existing_one(tmp_path):
 
 
 def test_unknown_corpus_lists_the_known_ones():
-    assert CORPORA == ("shakespeare", "sotu", "kjv", "web", "gcide", "text")
+    assert CORPORA == ("shakespeare", "sotu", "kjv", "web", "gcide", "text", "dna-human", "dna-bacteria", "dna-worm")
     with pytest.raises(ValueError, match="name must be one of.*'wiki'"):
         load_corpus("wiki")
 

@@ -5,6 +5,8 @@
 - ``kjv`` / ``web``: King James / World English Bible, Debian ``sword-text-*`` + ``libsword-utils``
 - ``gcide``: the GCIDE dictionary, Debian ``dict-gcide``
 - ``text``: the user's own ``.txt`` file or folder (``path`` required)
+- ``dna-human`` / ``dna-bacteria`` / ``dna-worm``: real genomes from Debian packages, fetched with
+  ``titanmem data dna-human`` etc. (see :mod:`titanmem.data.genomes`; read with a nucleotide tokenizer)
 
 Nothing is downloaded at run time: a corpus that is not installed raises
 :class:`CorpusNotFoundError` whose message ends with the command that installs it.
@@ -16,13 +18,14 @@ import hashlib
 import os
 from collections.abc import Sequence
 
-from . import sources
+from . import genomes, sources
 from ..checks import check_fraction, check_int
 from .documents import CorpusNotFoundError, Document
 
 __all__ = ["CORPORA", "CorpusNotFoundError", "Document", "load_corpus", "split_documents"]
 
-CORPORA: tuple[str, ...] = ("shakespeare", "sotu", "kjv", "web", "gcide", "text")
+CORPORA: tuple[str, ...] = ("shakespeare", "sotu", "kjv", "web", "gcide", "text", "dna-human", "dna-bacteria",
+                            "dna-worm")
 
 
 def load_corpus(name: str, path: str | os.PathLike | None = None) -> list[Document]:
@@ -45,6 +48,8 @@ def load_corpus(name: str, path: str | os.PathLike | None = None) -> list[Docume
         docs = sources.gcide(path)
     elif name == "text":
         docs = sources.user_text(path)
+    elif name in ("dna-human", "dna-bacteria", "dna-worm"):
+        docs = genomes.genome_corpus(name, path)
     else:
         raise ValueError(f"name must be one of the corpora {CORPORA}, got {name!r}")
     return sorted((d for d in docs if d.text.strip()), key=lambda d: d.name)

@@ -37,6 +37,8 @@ def _dtype(vocab_size: int) -> np.dtype:
 def _encode(tok: Tokenizer, text: str) -> np.ndarray:
     if isinstance(tok, ByteTokenizer):  # a Python list of 1M small ints per MB is slow; bytes are the ids
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
+    if hasattr(tok, "encode_array"):  # the nucleotide tokenizers: a genome is tens of millions of tokens
+        return np.asarray(tok.encode_array(text), dtype=np.int64).reshape(-1)
     return np.asarray(tok.encode(text), dtype=np.int64).reshape(-1)
 
 

@@ -15,7 +15,9 @@ from ..ops.neural_memory.mlp import ACTIVATIONS
 from ..ops.neural_memory.surprise import check_max_surprise
 from .presets import PRESETS
 
-__all__ = ["TitansConfig"]
+__all__ = ["CLASSIFIER_POOLINGS", "TitansConfig"]
+
+CLASSIFIER_POOLINGS = ("last", "mean")
 
 # Block hyperparameters default to BlockSpec's values, so each default is written in one place.
 _SPEC = {f.name: f.default for f in dataclasses.fields(BlockSpec) if f.default is not dataclasses.MISSING}
@@ -89,6 +91,10 @@ class TitansConfig(PreTrainedConfig):
             ``memory_`` (MIRAS objective and retention, ATLAS Omega window, Muon step and feature map;
             the defaults are Titans'); it applies to every memory layer (LMM, MAC, MAG, MAL).
         max_delta: upper bound of the Huber threshold (``memory_objective="huber"``).
+        classifier_pooling: what :class:`~titanmem.models.TitansForSequenceClassification` classifies:
+            ``"last"`` (default), the final hidden state of the last token, the one position of a
+            causal model that has read the whole sequence; or ``"mean"``, the mean over the tokens
+            of the call. ``num_labels`` and ``problem_type`` are transformers' own fields.
         tie_word_embeddings: the LM head shares the embedding matrix.
         initializer_range: std of the normal init of linear and embedding weights.
         use_cache: whether ``forward`` returns a :class:`TitansCache` by default.
@@ -136,6 +142,7 @@ class TitansConfig(PreTrainedConfig):
     memory_feature_map: str = _RULE["feature_map"]
     memory_feature_degree: int = _RULE["feature_degree"]
     max_delta: float = _SPEC["max_delta"]
+    classifier_pooling: str = "last"
     tie_word_embeddings: bool = True
     initializer_range: float = 0.02
     use_cache: bool = True
@@ -185,6 +192,8 @@ class TitansConfig(PreTrainedConfig):
         _check_positive("initializer_range", self.initializer_range, allow_zero=True)
         if self.memory_activation not in ACTIVATIONS:
             raise ValueError(f"memory_activation must be one of {tuple(ACTIVATIONS)}, got {self.memory_activation!r}")
+        if self.classifier_pooling not in CLASSIFIER_POOLINGS:
+            raise ValueError(f"classifier_pooling must be one of {CLASSIFIER_POOLINGS}, got {self.classifier_pooling!r}")
         if self.attn_impl not in ATTENTION_IMPLS:
             raise ValueError(f"attn_impl must be one of {ATTENTION_IMPLS}, got {self.attn_impl!r}")
 

@@ -1,6 +1,7 @@
-"""``TitansModel`` and ``TitansForCausalLM``: a stack of one variant's blocks as a Hugging Face model.
+"""``TitansModel``, ``TitansForCausalLM`` and ``TitansForSequenceClassification``: a stack of one variant's
+blocks as a Hugging Face model.
 
-Axes: ``B`` batch, ``T`` tokens of this call, ``C`` hidden size, ``V`` vocabulary.
+Axes: ``B`` batch, ``T`` tokens of this call, ``C`` hidden size, ``V`` vocabulary, ``L`` labels.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.generation import GenerationMode
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast, CausalLMOutputWithPast, SequenceClassifierOutputWithPast,
+)
 
 from ..blocks import build_block
 from ..layers import NeuralMemory
@@ -22,7 +25,10 @@ from .cache import TitansCache
 from .configuration_titans import TitansConfig
 from .hf_compat import CACHE_KWARG
 
-__all__ = ["TitansForCausalLM", "TitansModel", "TitansPreTrainedModel"]
+__all__ = [
+    "TitansForCausalLM", "TitansForSequenceClassification", "TitansModel", "TitansPreTrainedModel",
+    "sequence_classification_loss",
+]
 
 
 def _check_attention_mask(attention_mask: torch.Tensor | None, batch: int, length: int, seen: int) -> None:
@@ -308,3 +314,109 @@ class TitansForCausalLM(TitansPreTrainedModel, GenerationMixin):
                 raise ValueError(f"attention_mask must have the shape of input_ids {tuple(prompt.shape)}, "
                                  f"got {tuple(mask.shape)}")
         return super().generate(inputs, generation_config, **kwargs)
+
+
+def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str | None) -> tuple[
+        torch.Tensor, str]:
+    """The loss of ``logits [B, L]`` against ``labels`` and the problem type it used, as transformers decides it.
+
+    ``problem_type`` None is inferred: one label is regression (``labels [B]`` floats, mean squared
+    error), integer labels ``[B]`` in ``[0, L)`` are single-label classification (cross-entropy), else
+    multi-label (``labels [B, L]`` of 0/1, binary cross-entropy with logits). Computed in at least
+    float32.
+
+    Raises:
+        ValueError: an unknown ``problem_type``, or labels whose shape does not fit it.
+    """
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    num_labels = logits.shape[-1]
+    if problem_type is None:
+        if num_labels == 1:
+            problem_type = "regression"
+        elif not labels.is_floating_point():
+            problem_type = "single_label_classification"
+        else:
+            problem_type = "multi_label_classification"
+    labels = labels.to(logits.device)
+    if problem_type == "regression":
+        if labels.numel() != logits.shape[0] * num_labels:
+            raise ValueError(f"labels must have {logits.shape[0] * num_labels} values for regression, got shape "
+                             f"{tuple(labels.shape)}")
+        return F.mse_loss(logits.reshape(-1), labels.reshape(-1).to(logits.dtype)), problem_type
+    if problem_type == "single_label_classification":
+        if labels.shape != logits.shape[:1] or labels.is_floating_point():
+            raise ValueError(f"labels must be integer class ids of shape {tuple(logits.shape[:1])}, got "
+                             f"{labels.dtype} of shape {tuple(labels.shape)}")
+        return F.cross_entropy(logits, labels), problem_type
+    if problem_type == "multi_label_classification":
+        if labels.shape != logits.shape:
+            raise ValueError(f"labels must have the shape of the logits {tuple(logits.shape)} for multi-label "
+                             f"classification, got {tuple(labels.shape)}")
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype)), problem_type
+    raise ValueError("problem_type must be None, 'regression', 'single_label_classification' or "
+                     f"'multi_label_classification', got {problem_type!r}")
+
+
+class TitansForSequenceClassification(TitansPreTrainedModel):
+    """:class:`TitansModel` with a linear head over one pooled hidden state (HF's sequence-classification form).
+
+    The head ``score`` maps the pooled state ``[B, C]`` to ``config.num_labels`` logits. Pooling is
+    ``config.classifier_pooling``: ``"last"`` (default) reads the final token, the only position of
+    a causal model that has seen the whole sequence (as transformers' causal-LM classifiers do); with
+    a cache that is the last token of the whole sequence so far, so feeding a sequence in pieces
+    gives the logits of one call. ``"mean"`` averages the tokens of this call only. Padding is not
+    supported (``attention_mask`` must be all ones): batch sequences of one length. A causal-LM
+    checkpoint loads with ``from_pretrained(folder, num_labels=...)``: the backbone's weights are
+    shared (``base_model_prefix = "model"``), the head starts from the init.
+    """
+
+    def __init__(self, config: TitansConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = TitansModel(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cache: TitansCache | None = None,
+        use_cache: bool | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        output_hidden_states: bool | None = None,
+        past_key_values: TitansCache | None = None,
+    ) -> SequenceClassifierOutputWithPast | tuple:
+        """``input_ids [B, T]`` -> ``logits [B, L]``; with ``labels`` also ``loss`` (see
+        :func:`sequence_classification_loss`; ``config.problem_type`` is set on first use, as
+        transformers does). ``cache``/``past_key_values`` and ``attention_mask`` as in
+        :meth:`TitansModel.forward`.
+
+        Raises:
+            ValueError: an empty sequence (``T = 0``: nothing to pool), or what :meth:`TitansModel.forward`
+                and :func:`sequence_classification_loss` raise.
+        """
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, cache=cache,
+                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                         output_hidden_states=output_hidden_states, return_dict=True)
+        hidden = out.last_hidden_state
+        if hidden.shape[1] == 0:
+            raise ValueError("input_ids must hold at least one token per sequence to classify, got T = 0")
+        pooled = hidden[:, -1] if self.config.classifier_pooling == "last" else hidden.mean(dim=1)
+        logits = self.score(pooled)
+        loss = None
+        if labels is not None:
+            loss, problem_type = sequence_classification_loss(logits, labels, self.config.problem_type)
+            self.config.problem_type = problem_type
+        result = SequenceClassifierOutputWithPast(loss=loss, logits=logits, **{CACHE_KWARG: out.get(CACHE_KWARG)},
+                                                  hidden_states=out.hidden_states)
+        return result if return_dict else result.to_tuple()

@@ -54,6 +54,9 @@ class DataConfig:
     seq_len: int = 512
     batch_size: int = 8
     sampling: str = "random"  # "random" windows, or "sequential" lanes (needed by tbptt)
+    # DNA: read each training window from the other strand with probability 1/2 (reversed and
+    # complemented); needs a tokenizer with a complement table (the "dna" tokenizer).
+    reverse_complement: bool = False
 
 
 @dataclass
@@ -236,6 +239,9 @@ def _check_values(cfg: JobConfig) -> None:
                          "use 'swa' or a memory variant")
     if not 0 < cfg.data.val_fraction < 1:
         raise ValueError(f"data.val_fraction must be in (0, 1) (validation needs documents), got {cfg.data.val_fraction!r}")
+    if cfg.data.reverse_complement and cfg.data.tokenizer != "dna":
+        raise ValueError("data.reverse_complement = true needs data.tokenizer = 'dna' (one token per base, so a window "
+                         f"reversed and complemented is the other strand's tokens), got {cfg.data.tokenizer!r}")
     from ..data.corpora import CORPORA
 
     if cfg.data.corpus not in CORPORA:

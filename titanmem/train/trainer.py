@@ -38,7 +38,7 @@ from .weights import load_weights, weights_to_save
 
 __all__ = [
     "CarriedStates", "TrainResult", "build_model_config", "detach_state", "lm_loss", "map_state_tensors", "prepare_job_data",
-    "train",
+    "reverse_complement_rows", "train",
 ]
 
 
@@ -189,6 +189,19 @@ def lm_loss(model: nn.Module, batch: torch.Tensor, carried: CarriedStates | None
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
 
 
+def reverse_complement_rows(batch: torch.Tensor, complement: torch.Tensor) -> torch.Tensor:
+    """``batch [B, T]`` of nucleotide ids with each row, with probability 1/2, read from the other strand.
+
+    A flipped row is reversed and mapped through ``complement`` (``table[i]`` = the pairing base's id).
+    The draw uses torch's global generator, whose state the checkpoints keep, so a resumed run flips
+    the same rows.
+    """
+    flip = torch.rand(batch.shape[0]) < 0.5
+    out = batch.clone()
+    out[flip] = complement[batch[flip].flip(-1)].to(batch.dtype)
+    return out
+
+
 def _log(info: DistInfo, message: str) -> None:
     if info.is_main:
         tqdm.write(message)
@@ -279,11 +292,18 @@ def _train(cfg: JobConfig, info: DistInfo, resume: bool | str | Path, stop_at: i
     clock = {"mark": t_start, "busy": 0.0, "tokens": 0}  # tokens/s counts training time only, not validation
     last: tuple[float | None, ...] = (None, None, None, None)  # loss, lr, grad norm, tokens/s of the last row
 
+    complement = None
+    if cfg.data.reverse_complement:
+        complement = torch.from_numpy(get_tokenizer(cfg.data.tokenizer).complement_table())
+
     def batches():
         while True:
             if cfg.run.tbptt and loader.starts_new_pass(loader.step):
                 carried.cache = None  # a new pass over the data: the lanes restart, so do their states
-            yield next(loader).to(info.device)
+            batch = next(loader)
+            if complement is not None:
+                batch = reverse_complement_rows(batch, complement)
+            yield batch.to(info.device)
 
     def loss_fn(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         return lm_loss(model, batch, carried if cfg.run.tbptt else None)

@@ -1,0 +1,130 @@
+"""Fine-tuning a DNA classifier through the one training loop: configs, batches without padding, the
+reverse-complement option, starting from a pretrained causal LM, and the dna commands end to end."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from titanmem.blocks import VARIANTS
+from titanmem.cli import main
+from titanmem.data import NucleotideTokenizer
+from titanmem.data.genomes import reverse_complement
+from titanmem.genomics.finetune import (
+    _batches, build_classifier, finetune_job_from_dict, length_groups, load_finetune_job,
+)
+from titanmem.genomics.tasks import SequenceTask, write_benchmark
+from titanmem.models import TitansConfig, TitansForCausalLM
+
+CONFIGS = Path(__file__).parents[2] / "configs" / "dna" / "finetune"
+SMALL = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+         "chunk_size": 8, "segment_size": 8, "window": 8, "n_persistent": 2}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_has_a_finetune_config(variant):
+    job = load_finetune_job(CONFIGS / f"{variant}.toml")
+    assert (job.model.variant, job.model.preset, job.task.tokenizer) == (variant, "tiny", "dna")
+    assert job.train.reverse_complement and job.name == f"dna-finetune-{variant}"
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"train": {"stesp": 3}}, "unknown config key train.stesp"),
+    ({"train": {"steps": 0}}, "train.steps must be >= 1"),
+    ({"task": {"tokenizer": "dna-kmer:0"}}, "k must be"),
+    ({"model": {"init": 3}}, "model.init must be a path string"),
+    ({"model": {"variant": "rnn"}}, "invalid \\[model\\] section"),
+    ({"extra": {}}, "unknown config key extra"),
+])
+def test_bad_jobs_name_the_key(raw, message):
+    with pytest.raises(ValueError, match=message):
+        finetune_job_from_dict(raw)
+
+
+def _easy_task(n: int = 48, length: int = 24, seed: int = 0) -> SequenceTask:
+    """AT-rich against GC-rich sequences: a task any working classifier learns in a few steps."""
+    rng = random.Random(seed)
+
+    def seq(rich: str) -> str:
+        return "".join(rng.choice(rich) if rng.random() < 0.85 else rng.choice("ACGT") for _ in range(length))
+
+    pairs = [(seq("AT"), 0) if i % 2 == 0 else (seq("GC"), 1) for i in range(n)]
+    return SequenceTask("easy", ("at", "gc"), tuple(pairs[: n * 3 // 4]), tuple(pairs[n * 3 // 4 :]))
+
+
+def test_length_groups_stack_sequences_of_one_length_in_input_order():
+    tok = NucleotideTokenizer()
+    groups = length_groups([("ACGT", 0), ("AC", 1), ("GGTT", 1), ("TTTT", 0)], tok)
+    assert list(groups) == [2, 4]
+    ids, labels = groups[4]
+    assert ids.tolist() == [tok.encode("ACGT"), tok.encode("GGTT"), tok.encode("TTTT")] and labels.tolist() == [0, 1, 0]
+    minus, _ = length_groups([("AACG", 0)], tok, strand="-")[4]
+    assert tok.decode(minus[0].tolist()) == "CGTT"
+
+
+def test_reverse_complement_option_reads_both_strands():
+    tok = NucleotideTokenizer()
+    pairs = [("AACGTT", 0), ("GGGTCA", 1), ("TTTAAC", 0)]
+    groups = [length_groups(pairs, tok), length_groups(pairs, tok, strand="-")]
+    forward = {tuple(tok.encode(s)) for s, _ in pairs}
+    backward = {tuple(tok.encode(reverse_complement(s))) for s, _ in pairs}
+    seen = set()
+    stream = _batches(groups, 2, seed=0, device=torch.device("cpu"))
+    for _ in range(20):
+        ids, _ = next(stream)
+        rows = {tuple(r) for r in ids.tolist()}
+        assert rows <= forward or rows <= backward  # a batch is read from one strand
+        seen |= {"+" if rows <= forward else "-"}
+    assert seen == {"+", "-"}
+    only_forward = _batches(groups[:1], 2, seed=0, device=torch.device("cpu"))
+    assert all({tuple(r) for r in next(only_forward)[0].tolist()} <= forward for _ in range(10))
+
+
+def test_a_causal_lm_folder_becomes_the_backbone(tmp_path):
+    torch.manual_seed(0)
+    lm = TitansForCausalLM(TitansConfig(variant="lmm", vocab_size=8, **SMALL))
+    lm.save_pretrained(tmp_path / "lm")
+    job = finetune_job_from_dict({"model": {"init": str(tmp_path / "lm")}})
+    clf = build_classifier(job, NucleotideTokenizer(), ("a", "b", "c"))
+    assert clf.config.num_labels == 3 and clf.config.id2label == {0: "a", 1: "b", 2: "c"}
+    for name, p in lm.model.state_dict().items():
+        assert torch.equal(p, clf.model.state_dict()[name]), name
+    small = TitansForCausalLM(TitansConfig(variant="lmm", vocab_size=4, **SMALL))
+    small.save_pretrained(tmp_path / "small")
+    job = finetune_job_from_dict({"model": {"init": str(tmp_path / "small")}})
+    with pytest.raises(ValueError, match="must cover the tokenizer"):
+        build_classifier(job, NucleotideTokenizer(), ("a", "b"))
+
+
+def test_finetune_and_eval_commands_learn_an_easy_task(tmp_path, capsys):
+    folder = write_benchmark(_easy_task(), tmp_path / "benchmarks")
+    out = tmp_path / "run"
+    overrides = [f"--task.path={folder}", f"--out_dir={out}", "--train.steps=40", "--train.batch_size=12",
+                 "--train.warmup_steps=4", "--train.lr=3e-3", "--train.log_every=40"]
+    overrides += [f"--model.{k}={v}" for k, v in SMALL.items()]
+    assert main(["dna", "finetune", "--config", str(CONFIGS / "mag.toml"), *overrides]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["variant"] == "mag" and results["test"]["n"] == 12
+    assert results["test"]["accuracy"] >= 0.9, results["test"]
+    assert len((out / "train_log.csv").read_text().splitlines()) == 41
+    capsys.readouterr()
+    assert main(["dna", "eval", str(out / "model"), str(folder)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["accuracy"] == results["test"]["accuracy"] and printed["task"] == "easy"
+
+
+def test_dna_commands_report_mistakes_in_one_line(tmp_path, capsys):
+    assert main(["dna", "finetune", "--config", str(CONFIGS / "lmm.toml"), f"--task.path={tmp_path / 'none'}",
+                 f"--out_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert "not a folder" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["dna", "finetune"]) == 2
+    assert "--config is required" in capsys.readouterr().err
+    assert main(["dna", "eval", str(tmp_path), str(tmp_path)]) == 2
+    assert "finetune_job.json" in capsys.readouterr().err
+    assert main(["dna", "tasks", "--out", str(tmp_path), "--data-dir", str(tmp_path / "empty")]) == 2
+    assert "titanmem data dna-human" in capsys.readouterr().err
