@@ -27,3 +27,13 @@ def test_the_configs_split_seed_holds_out_chr22():
     docs = [Document("dna-human/chrX", "A"), Document("dna-human/chr22", "C")]
     train, val = split_documents(docs, cfg.data.val_fraction, cfg.data.split_seed)
     assert [d.name for d in val] == ["dna-human/chr22"] and [d.name for d in train] == ["dna-human/chrX"]
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v not in ("swa", "transformer")])
+def test_every_dna_memory_config_bounds_the_surprise(variant):
+    # Four letters make a chunk's keys alike and their gradients add up: without the bound MAG and
+    # MAL diverged within 20 pretraining steps and MAC at step 86 of fine-tuning (docs/results.md).
+    from titanmem.genomics.finetune import load_finetune_job
+
+    assert load_config(CONFIGS / f"{variant}.toml").model.fields["max_surprise"] == 1.0
+    assert load_finetune_job(CONFIGS / "finetune" / f"{variant}.toml").model.fields["max_surprise"] == 1.0
