@@ -15,7 +15,8 @@ import sys
 from collections.abc import Callable
 
 __all__ = [
-    "CommandError", "int_at_least", "nonneg_float", "nonneg_int", "positive_float", "positive_int", "report_error",
+    "CommandError", "int_at_least", "int_list_at_least", "nonneg_float", "nonneg_int", "positive_float",
+    "positive_int", "report_error",
 ]
 
 
@@ -48,6 +49,21 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
 positive_int = int_at_least(1)
 nonneg_int = int_at_least(0)
+
+
+def int_list_at_least(minimum: int) -> Callable[[str], list[int]]:
+    """An argparse ``type``: comma-separated integers (``96,192``), each ``>= minimum``, at least one."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            values = []
+        if not values or min(values) < minimum:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers >= {minimum}, got {_shown(text)}")
+        return values
+
+    return parse
 
 
 def _float(text: str, strict: bool) -> float:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from ..cli_args import CommandError, positive_float, positive_int
+from ..cli_args import CommandError, int_list_at_least, positive_float, positive_int
 from .models import MODELS
 
 __all__ = [
@@ -16,21 +15,6 @@ __all__ = [
 ]
 
 _TABLE_SIZES = [1, 2, 3, 4, 5, 10, 19]  # VMA's Table 1 columns
-
-
-def _int_list(minimum: int) -> Callable[[str], list[int]]:
-    """An argparse ``type``: comma-separated integers, each ``>= minimum``."""
-
-    def parse(text: str) -> list[int]:
-        try:
-            values = [int(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            values = []
-        if not values or min(values) < minimum:
-            raise argparse.ArgumentTypeError(f"expected comma-separated integers >= {minimum}, got {text!r}")
-        return values
-
-    return parse
 
 
 def _names(text: str) -> list[str]:
@@ -52,9 +36,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``titanmem fewshot train``."""
     parser.add_argument("--model", choices=MODELS, required=True, help="the model to train")
     _add_data(parser)
-    parser.add_argument("--classes", type=_int_list(1), default=[1, 2],
+    parser.add_argument("--classes", type=int_list_at_least(1), default=[1, 2],
                         help="comma-separated numbers of characters per training memory (default 1,2)")
-    parser.add_argument("--memory-sizes", type=_int_list(1), default=_TABLE_SIZES,
+    parser.add_argument("--memory-sizes", type=int_list_at_least(1), default=_TABLE_SIZES,
                         help="comma-separated training memory sizes (default 1,2,3,4,5,10,19)")
     parser.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps (default 2000)")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="episodes per step (default 32)")
@@ -82,8 +66,8 @@ def _add_checkpoint(parser: argparse.ArgumentParser) -> None:
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``titanmem fewshot eval``."""
     _add_checkpoint(parser)
-    parser.add_argument("--classes", type=_int_list(1), default=[1, 2], help="comma-separated C (default 1,2)")
-    parser.add_argument("--memory-sizes", type=_int_list(1), default=_TABLE_SIZES,
+    parser.add_argument("--classes", type=int_list_at_least(1), default=[1, 2], help="comma-separated C (default 1,2)")
+    parser.add_argument("--memory-sizes", type=int_list_at_least(1), default=_TABLE_SIZES,
                         help="comma-separated memory sizes (default 1,2,3,4,5,10,19)")
     parser.add_argument("--episodes", type=positive_int, default=200, help="test episodes per cell (default 200)")
     parser.add_argument("--samples", type=positive_int, default=1000,

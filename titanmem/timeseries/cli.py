@@ -4,31 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ..cli_args import positive_float, positive_int, report_error
+from ..cli_args import int_list_at_least, positive_float, positive_int, report_error
 from .data import load_ett
 from .train import MODELS, ForecastJob
 from .report import format_table, load_run_model, plot_test_window, run_grid, summarize
 
 __all__ = ["add_forecast_arguments", "run_forecast_command"]
-
-
-def _int_list(minimum: int) -> Callable[[str], list[int]]:
-    """An argparse ``type``: comma-separated integers, each ``>= minimum``."""
-
-    def parse(text: str) -> list[int]:
-        try:
-            values = [int(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            values = []
-        if not values or min(values) < minimum:
-            raise argparse.ArgumentTypeError(f"expected comma-separated integers >= {minimum}, got {text!r}")
-        return values
-
-    return parse
 
 
 def _model_list(text: str) -> list[str]:
@@ -43,11 +27,11 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``titanmem forecast``."""
     parser.add_argument("--data", action="append", required=True,
                         help="ETT CSV, repeat for several files (required), e.g. data/ett/ETTh1.csv in a clone")
-    parser.add_argument("--horizon", type=_int_list(1), default=[96],
+    parser.add_argument("--horizon", type=int_list_at_least(1), default=[96],
                         help="comma-separated horizons in time steps (default 96)")
     parser.add_argument("--model", type=_model_list, default=["memory"],
                         help=f"comma-separated models among {', '.join(MODELS)} (default memory)")
-    parser.add_argument("--seeds", type=_int_list(0), default=[0],
+    parser.add_argument("--seeds", type=int_list_at_least(0), default=[0],
                         help="comma-separated seeds, one run per seed (default 0)")
     parser.add_argument("--lookback", type=positive_int, default=96,
                         help="past time steps each forecast reads (default 96)")
