@@ -210,3 +210,39 @@ def test_every_shipped_task_config_loads_and_builds(path):
     recipe = {"forget_bias_init": -11.0, "max_surprise": 10.0}
     has_recipe = {k: job.model.fields.get(k) for k in recipe} == recipe
     assert has_recipe == (path.stem in ("lmm", "mag", "mal", "length", "mqar", "babilong")), job.model.fields
+
+
+def test_mixed_lengths_cycle_through_the_listed_lengths(monkeypatch):
+    from titanmem.eval import task_train
+
+    widths = []
+
+    def spy(examples, tokenizer, loss_on="answer"):
+        ids, labels = make_batch(examples, tokenizer, loss_on)
+        widths.append(ids.shape[1])
+        return ids, labels
+
+    monkeypatch.setattr(task_train, "make_batch", spy)
+    job = task_job_from_dict({"model": {"variant": "swa", **SMALL},
+                              "train": {"steps": 5, "batch_size": 2, "length": 100, "mixed_lengths": [100, 131],
+                                        "warmup_steps": 1}})
+    train_on_task(job, log=None)
+    # each row is the context (the listed length) plus the answer, the same for every step
+    assert [w - widths[0] for w in widths] == [0, 31, 0, 31, 0]
+
+
+@pytest.mark.parametrize("value", [[0, 100], 100, ["100"]])
+def test_bad_mixed_lengths_name_the_key(value):
+    with pytest.raises(ValueError, match="train.mixed_lengths"):
+        task_job_from_dict({"train": {"mixed_lengths": value}})
+
+
+def test_a_family_preset_keeps_its_own_variant_when_the_config_names_none():
+    from titanmem.genomics.finetune import finetune_job_from_dict
+    from titanmem.train.config import config_from_dict
+
+    assert task_job_from_dict({"model": {"preset": "moneta"}}).model.variant == "lmm"
+    assert task_job_from_dict({"model": {"preset": "tiny"}}).model.variant == "mac"
+    assert task_job_from_dict({"model": {"preset": "moneta", "variant": "mag"}}).model.variant == "mag"
+    assert config_from_dict({"model": {"preset": "atlas"}}).model.variant == "lmm"
+    assert finetune_job_from_dict({"model": {"preset": "memora"}}).model.variant == "lmm"

@@ -28,7 +28,8 @@ import torch
 
 from ..data.tokenizers import Tokenizer
 from ..devices import resolve_device
-from ..train.config import OptimConfig, ScheduleConfig, merge_tables, parse_overrides, read_toml, typed_section
+from ..train.config import (OptimConfig, ScheduleConfig, merge_tables, parse_overrides, preset_variant, read_toml,
+                            typed_section)
 from ..train.loop import StepRecord, train_steps
 from ..train.optim import build_optimizer, build_scheduler
 from .tasks import Example, Task, make_task
@@ -70,9 +71,13 @@ class TrainSettings:
     cosine to ``min_lr_ratio * lr``.
     ``loss_on``: ``"answer"`` or ``"all_answers"`` (every span in ``meta["answer_spans"]``, MQAR).
     ``threads``: torch intra-op threads (0 keeps torch's setting).
+    ``mixed_lengths``: when not empty, step ``s`` trains on examples of ``mixed_lengths[s % n]`` tokens
+    (a fixed cycle, so every variant sees the same data); ``length`` stays the length that
+    ``eval.multipliers`` scale. Empty: every step at ``length``.
     """
 
     length: int = 256
+    mixed_lengths: list[int] = field(default_factory=list)
     steps: int = 300
     batch_size: int = 16
     lr: float = 3e-3
@@ -130,10 +135,11 @@ def task_job_from_dict(raw: Mapping[str, Any]) -> TaskJob:
         if key in raw and (not isinstance(raw[key], str) or not raw[key]):
             raise ValueError(f"{key} must be a non-empty string, got {raw[key]!r}")
     model = dict(raw.get("model", {}))
+    preset = model.pop("preset", "tiny")
     task = dict(raw.get("task", {}))
     job = TaskJob(
         name=str(raw.get("name", "task")), out_dir=str(raw.get("out_dir", f"runs/{raw.get('name', 'task')}")),
-        model=ModelSettings(model.pop("preset", "tiny"), model.pop("variant", "mac"), model),
+        model=ModelSettings(preset, model.pop("variant", None) or preset_variant(preset), model),
         task=TaskSettings(task.pop("name", "passkey"), task.pop("tokenizer", "byte"), task),
         train=typed_section("train", TrainSettings, raw.get("train", {})),
         eval=typed_section("eval", EvalSettings, raw.get("eval", {})),
@@ -152,6 +158,8 @@ def task_job_from_dict(raw: Mapping[str, Any]) -> TaskJob:
         resolve_device(t.device)
     except ValueError as err:
         raise ValueError(f"train.device: {err}") from err
+    if not isinstance(t.mixed_lengths, list) or not all(isinstance(n, int) and n >= 1 for n in t.mixed_lengths):
+        raise ValueError(f"train.mixed_lengths must be a list of ints >= 1, got {t.mixed_lengths!r}")
     if t.loss_on not in ("answer", "all_answers"):
         raise ValueError(f"train.loss_on must be 'answer' or 'all_answers', got {t.loss_on!r}")
     if not all(isinstance(m, int) and m >= 1 for m in e.multipliers) or not e.multipliers:
@@ -234,7 +242,8 @@ def train_on_task(job: TaskJob, log: Callable[[str], None] | None = print
 
     def batches():
         for step in range(t.steps):
-            examples = task.examples(t.batch_size, t.length, "train", t.seed, start=step * t.batch_size)
+            length = t.mixed_lengths[step % len(t.mixed_lengths)] if t.mixed_lengths else t.length
+            examples = task.examples(t.batch_size, length, "train", t.seed, start=step * t.batch_size)
             ids, labels = make_batch(examples, task.tokenizer, t.loss_on)
             yield ids.to(device), labels.to(device)
 

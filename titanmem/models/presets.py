@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FAMILY_RULES", "PRESETS"]
+__all__ = ["FAMILY_RULES", "PRESETS", "preset_variant"]
 
 _BYTES = dict(vocab_size=256, chunk_size=64, segment_size=64, window=64, n_persistent=4)
 # Paper-sized models: 32K Llama-2 vocabulary, 4K-token training context.
@@ -68,3 +68,10 @@ for _name, _rule in FAMILY_RULES.items():
     PRESETS[_name] = dict(PRESETS["tiny"], variant="lmm", **_rule)
     for _size in ("170m", "340m", "760m"):
         PRESETS[f"{_name}-{_size}"] = dict(PRESETS[_size], variant="lmm", **_rule)
+
+
+def preset_variant(name: str) -> str:
+    """The block variant preset ``name`` builds when a config names none: its own (``"lmm"`` for the
+    family presets) or TitansConfig's default ``"mac"``. Unknown names also give ``"mac"``; the
+    config check that follows reports them."""
+    return PRESETS.get(name, {}).get("variant", "mac")

@@ -22,8 +22,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "CheckpointConfig", "DataConfig", "EvalConfig", "JobConfig", "LogConfig", "ModelConfig", "OptimConfig",
-    "RunConfig", "ScheduleConfig", "config_from_dict", "load_config", "merge_tables", "parse_overrides", "read_toml",
-    "typed_section",
+    "RunConfig", "ScheduleConfig", "config_from_dict", "load_config", "merge_tables", "parse_overrides", "preset_variant",
+    "read_toml", "typed_section",
 ]
 
 
@@ -187,10 +187,19 @@ def _type_ok(value: Any, annotation: str) -> bool:
     return False
 
 
+def preset_variant(preset: str) -> str:
+    """The variant a ``[model]`` table without ``variant`` gets: preset ``preset``'s own (``"lmm"`` for
+    the family presets), else ``"mac"`` (:func:`titanmem.models.presets.preset_variant`)."""
+    from ..models.presets import preset_variant as variant_of  # lazy: models imports transformers
+
+    return variant_of(preset)
+
+
 def _build_section(name: str, cls: type, table: Mapping[str, Any]) -> Any:
     if name == "model":
         table = dict(table)
-        return ModelConfig(preset=table.pop("preset", "tiny"), variant=table.pop("variant", "mac"), fields=table)
+        preset = table.pop("preset", "tiny")
+        return ModelConfig(preset=preset, variant=table.pop("variant", None) or preset_variant(preset), fields=table)
     return typed_section(name, cls, table)
 
 
