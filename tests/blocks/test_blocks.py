@@ -13,7 +13,7 @@ from titanmem.blocks import VARIANTS, BlockSpec, build_block
 RTOL = 1e-10
 SEGMENT, WINDOW, T = 4, 5, 19
 # Every variant, and MAC with a convolution on its retrieval query (its state carries a conv tail).
-CASES = (*VARIANTS, "mac-query-conv")
+CASES = (*VARIANTS, "mac-query-conv", "mac-read-residual")
 
 
 def _block(variant: str, seed: int = 0, **kw):
@@ -22,6 +22,8 @@ def _block(variant: str, seed: int = 0, **kw):
                 chunk_size=SEGMENT, segment_size=SEGMENT, memory_expansion=2, max_lr=0.5)
     if variant == "mac-query-conv":
         variant, args["mac_query_conv"] = "mac", 3
+    if variant == "mac-read-residual":
+        variant, args["mac_read_residual"] = "mac", True
     args.update(kw)
     block = build_block(variant, BlockSpec(**args)).double()
     with torch.no_grad():  # random gate biases: gates differ per head (the defaults are uniform)
@@ -85,6 +87,19 @@ def test_mac_retrieval_sees_only_past_segments_and_attention_stays_in_the_segmen
     assert (y[:, 1:SEGMENT] - y2[:, 1:SEGMENT]).abs().max() > 1e-8
     assert (y[:, SEGMENT:reach] - y2[:, SEGMENT:reach]).abs().max() > 1e-8  # the conv path
     assert torch.equal(y[:, reach:], y2[:, reach:])
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_mac_read_residual_gives_the_memory_read_a_path_that_skips_attention(residual):
+    # With attention's values at zero, eq. 22-25's output no longer depends on the retrieved tokens
+    # (they enter only as attention context); the residual read still reaches the output.
+    block = _block("mac", mac_read_residual=residual)
+    with torch.no_grad():
+        block.v_proj.weight.zero_()
+    y, _ = block(_x())
+    (grad,) = torch.autograd.grad(y.square().sum(), block.retrieve_out.weight, allow_unused=True)
+    reaches = grad is not None and bool(grad.abs().max() > 0)
+    assert reaches == residual
 
 
 @pytest.mark.parametrize("kernel", [0, 3])

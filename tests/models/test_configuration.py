@@ -28,6 +28,7 @@ SMALL = dict(hidden_size=32, num_attention_heads=2, intermediate_size=48, window
         (dict(n_persistent=-1), "n_persistent"),
         (dict(mac_query_conv=-1), "mac_query_conv"),
         (dict(mac_query_conv=2.5), "mac_query_conv"),
+        (dict(mac_read_residual="yes"), "mac_read_residual"),
         (dict(memory_activation="tanh"), "memory_activation"),
         (dict(max_lr=0.0), "max_lr"),
         (dict(recompute_chunks=-1), "recompute_chunks"),

@@ -29,13 +29,15 @@ TINY = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention
 
 
 # Every variant, and MAC with a convolution on its retrieval query (a conv tail in its cache state).
-CASES = (*VARIANTS, "mac-query-conv")
+CASES = (*VARIANTS, "mac-query-conv", "mac-read-residual")
 
 
 def _model(variant: str, dtype: torch.dtype = torch.float64, seed: int = 0, **kw) -> TitansForCausalLM:
     torch.manual_seed(seed)
     if variant == "mac-query-conv":
         variant, kw = "mac", {"mac_query_conv": 3, **kw}
+    if variant == "mac-read-residual":
+        variant, kw = "mac", {"mac_read_residual": True, **kw}
     model = TitansForCausalLM(TitansConfig(variant=variant, **{**TINY, **kw})).to(dtype)
     with torch.no_grad():  # random gate biases: gates differ per head (the defaults are uniform)
         for name, p in model.named_parameters():

@@ -12,7 +12,9 @@ Choices where the paper is silent (docs/architectures.md): one retrieved token p
 position j attends to every persistent token, to h_1..h_j and to x_1..x_j, so nothing of the segment's
 future reaches j through h; h_i and x_i share the rotary position i inside the segment, persistent
 tokens have none. With ``spec.mac_query_conv = K > 0`` the retrieval query is ``conv(S^(t) W_Q)``, a
-causal depthwise convolution of kernel K whose window crosses the segment boundary (see ``_retrieve``).
+causal depthwise convolution of kernel K whose window crosses the segment boundary (see ``_retrieve``). With ``spec.mac_read_residual`` the retrieved tokens are also added to the
+residual stream, ``x + h_t + y (x) M*_t(y)``: a path from the memory's read to the output that does not
+go through attention (the paper's read reaches the output only as attention context).
 The memory's chunk is the segment, so its state at a chunk boundary is M_{t-1}; the
 write with y and the per-token read M*_t(y_j) after token j's update (read="token") are one call of
 the memory layer. (x) is ``y * sigmoid(M*(y))``.
@@ -72,6 +74,7 @@ class MACBlock(nn.Module):
         self.retrieve_conv = CausalDepthwiseConv1d(inner, spec.mac_query_conv) if spec.mac_query_conv else None
         self.retrieve_norm = RMSNorm(spec.resolved_head_dim, spec.norm_eps)
         self.retrieve_out = nn.Linear(inner, spec.hidden_size, bias=False)
+        self.read_residual = spec.mac_read_residual
         # eqs. 22-23: attention inside the segment.
         self.q_proj = nn.Linear(spec.hidden_size, inner, bias=False)
         self.k_proj = nn.Linear(spec.hidden_size, inner, bias=False)
@@ -138,6 +141,8 @@ class MACBlock(nn.Module):
         y = self.o_proj(rearrange(attended, "b t h d -> b t (h d)"))
         read, memory = self.memory(y, state.memory)  # eqs. 24-25: write with y, read M*_t(y)
         x = x + y * torch.sigmoid(read)
+        if self.read_residual:
+            x = x + retrieved
         if a + n == self.segment:  # the segment is complete: the next one attends afresh
             seg_k = seg_v = None
         return x, MACState(memory, seg_k, seg_v, state.offset + n, query_tail)

@@ -25,6 +25,8 @@ class BlockSpec:
         segment_size: MAC segment length C (eqs. 21-25).
         mac_query_conv: kernel of a causal depthwise convolution on MAC's retrieval query (0: none,
             eq. 21's per-token query ``q_t = S^(t) W_Q``).
+        mac_read_residual: also add MAC's retrieved tokens ``h_t`` (eq. 21) to the residual stream,
+            beside their use as attention context (False: eq. 22-25 as written).
         rope_theta: RoPE base; norm_eps: RMSNorm epsilon; attn_impl: ``"sdpa"`` or ``"eager"``.
         max_surprise: bound on each token's surprise norm in the memory (None: unbounded).
         max_alpha, forget_bias_init: the forgetting gate's upper bound and initial logit bias.
@@ -50,6 +52,7 @@ class BlockSpec:
     memory_activation: str = "gelu"
     segment_size: int = 64
     mac_query_conv: int = 0
+    mac_read_residual: bool = False
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
     attn_impl: str = "sdpa"
@@ -72,8 +75,10 @@ class BlockSpec:
         check_int("n_persistent", self.n_persistent, 0)
         check_int("mac_query_conv", self.mac_query_conv, 0)
         check_int("recompute_chunks", self.recompute_chunks, 0)
-        if not isinstance(self.compiled, bool):
-            raise TypeError(f"compiled must be a bool, got {type(self.compiled).__name__} ({self.compiled!r})")
+        for name in ("compiled", "mac_read_residual"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__} "
+                                f"({getattr(self, name)!r})")
         if self.window is not None:
             check_int("window", self.window, 1)
         if self.head_dim is None and self.hidden_size % self.num_heads:

@@ -70,6 +70,9 @@ class TitansConfig(PreTrainedConfig):
             the per-token query of eq. 21). With 0, the first token of a segment queries the memory
             with itself alone; with K it also sees the K - 1 tokens before it, across the segment
             boundary (the memory's own q, k, v get the same kind of convolution, Titans §4.4).
+        mac_read_residual: MAC also adds its retrieved tokens h_t (eq. 21) to the residual stream, a
+            direct path from the memory's read to the output beside attention over them (False: the
+            paper's eqs. 22-25; docs/results.md, "MAC: why it does not learn here").
         rope_theta, rms_norm_eps, attn_impl (``"sdpa"`` or ``"eager"``): attention and norms.
         compiled, recompute_chunks: how the memory op runs, like ``attn_impl`` an execution choice
             that leaves the numbers as they are (up to float rounding): ``compiled`` runs its full
@@ -119,6 +122,7 @@ class TitansConfig(PreTrainedConfig):
     chunk_size: int = _SPEC["chunk_size"]
     segment_size: int = _SPEC["segment_size"]
     mac_query_conv: int = _SPEC["mac_query_conv"]
+    mac_read_residual: bool = _SPEC["mac_read_residual"]
     max_lr: float = _SPEC["max_lr"]
     memory_activation: str = _SPEC["memory_activation"]
     rope_theta: float = _SPEC["rope_theta"]
@@ -160,8 +164,9 @@ class TitansConfig(PreTrainedConfig):
         _check_int("n_persistent", self.n_persistent, 0)
         _check_int("mac_query_conv", self.mac_query_conv, 0)
         _check_int("recompute_chunks", self.recompute_chunks, 0)
-        if not isinstance(self.compiled, bool):
-            raise ValueError(f"compiled must be a bool, got {self.compiled!r}")
+        for name in ("compiled", "mac_read_residual"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.check_memory_finite, bool):
             raise ValueError(f"check_memory_finite must be a bool, got {self.check_memory_finite!r}")
         _as_value_error(check_real, "max_alpha", self.max_alpha, 0.0, 1.0, low_open=True)
@@ -205,7 +210,7 @@ class TitansConfig(PreTrainedConfig):
             head_dim=self.head_dim, window=self.window, n_persistent=self.n_persistent,
             memory_depth=self.memory_depth, memory_expansion=self.memory_expansion, chunk_size=self.chunk_size,
             max_lr=float(self.max_lr), memory_activation=self.memory_activation, segment_size=self.segment_size,
-            mac_query_conv=self.mac_query_conv, rope_theta=float(self.rope_theta), norm_eps=float(self.rms_norm_eps), attn_impl=self.attn_impl,
+            mac_query_conv=self.mac_query_conv, mac_read_residual=self.mac_read_residual, rope_theta=float(self.rope_theta), norm_eps=float(self.rms_norm_eps), attn_impl=self.attn_impl,
             compiled=self.compiled, recompute_chunks=self.recompute_chunks,
             max_surprise=None if self.max_surprise is None else float(self.max_surprise),
             check_memory_finite=self.check_memory_finite, max_alpha=float(self.max_alpha),
