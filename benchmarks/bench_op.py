@@ -9,7 +9,7 @@ their time against the Titans op's at the same point.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_op.py --quick
     PYTHONPATH=. .venv/bin/python benchmarks/bench_op.py --quick --rules titans moneta yaad memora atlas
-    PYTHONPATH=. python3 benchmarks/bench_op.py --device cuda --bf16 --out-md bench_op_cuda.md --out-json bench_op_cuda.json
+    PYTHONPATH=. python3 benchmarks/bench_op.py --quick --device cuda --bf16 --out-md op_cuda.md --out-json op_cuda.json
 """
 
 from __future__ import annotations
