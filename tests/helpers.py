@@ -104,11 +104,14 @@ def make_inputs(B: int = 2, T: int = 9, H: int = 2, Dk: int = 8, Dv: int = 8, de
 
 
 def linear_functional(y: torch.Tensor, state: MemoryState, seed: int = 1234) -> torch.Tensor:
-    """A random linear functional of y and of every final weight and momentum tensor (float64)."""
+    """A random linear functional of y and of every final weight and momentum tensor (float64, on y's device).
+
+    The coefficients are drawn on the CPU and moved, so the functional is the same on every device.
+    """
     g = torch.Generator().manual_seed(seed)
-    total = torch.zeros((), dtype=torch.float64)
+    total = torch.zeros((), dtype=torch.float64, device=y.device)
     for t in (y, *state.weights, *state.momentum):
-        r = torch.randn(t.shape, dtype=torch.float64, generator=g)
+        r = torch.randn(t.shape, dtype=torch.float64, generator=g).to(t.device)
         total = total + (t.to(torch.float64) * r).sum()
     return total
 
