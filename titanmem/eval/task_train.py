@@ -28,8 +28,8 @@ import torch
 
 from ..data.tokenizers import Tokenizer
 from ..devices import resolve_device
-from ..train.config import (OptimConfig, ScheduleConfig, merge_tables, parse_overrides, preset_variant, read_toml,
-                            typed_section)
+from ..train.config import (OptimConfig, ScheduleConfig, merge_tables, parse_overrides, read_toml,
+                            split_model_table, typed_section)
 from ..train.loop import StepRecord, train_steps
 from ..train.optim import build_optimizer, build_scheduler
 from .tasks import Example, Task, make_task
@@ -134,12 +134,11 @@ def task_job_from_dict(raw: Mapping[str, Any]) -> TaskJob:
     for key in ("name", "out_dir"):
         if key in raw and (not isinstance(raw[key], str) or not raw[key]):
             raise ValueError(f"{key} must be a non-empty string, got {raw[key]!r}")
-    model = dict(raw.get("model", {}))
-    preset = model.pop("preset", "tiny")
+    preset, variant, model = split_model_table(raw.get("model", {}))
     task = dict(raw.get("task", {}))
     job = TaskJob(
         name=str(raw.get("name", "task")), out_dir=str(raw.get("out_dir", f"runs/{raw.get('name', 'task')}")),
-        model=ModelSettings(preset, model.pop("variant", None) or preset_variant(preset), model),
+        model=ModelSettings(preset, variant, model),
         task=TaskSettings(task.pop("name", "passkey"), task.pop("tokenizer", "byte"), task),
         train=typed_section("train", TrainSettings, raw.get("train", {})),
         eval=typed_section("eval", EvalSettings, raw.get("eval", {})),

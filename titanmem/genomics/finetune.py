@@ -34,8 +34,8 @@ import torch
 from ..data.genomes import reverse_complement
 from ..data.tokenizers import Tokenizer, get_tokenizer
 from ..devices import resolve_device
-from ..train.config import (OptimConfig, ScheduleConfig, merge_tables, parse_overrides, preset_variant, read_toml,
-                            typed_section)
+from ..train.config import (OptimConfig, ScheduleConfig, merge_tables, parse_overrides, read_toml,
+                            split_model_table, typed_section)
 from ..train.loop import StepRecord, train_steps
 from ..train.optim import build_optimizer, build_scheduler
 from .tasks import SequenceTask, load_benchmark
@@ -126,15 +126,14 @@ def finetune_job_from_dict(raw: Mapping[str, Any]) -> FinetuneJob:
             raise ValueError(f"{key} must be a non-empty string, got {raw[key]!r}")
     if not isinstance(raw.get("model", {}), Mapping):
         raise ValueError(f"model must be a table of keys, got {raw['model']!r}")
-    model = dict(raw.get("model", {}))
-    preset = model.pop("preset", "tiny")
+    preset, variant, model = split_model_table(raw.get("model", {}))
     init = model.pop("init", "")
     if not isinstance(init, str):
         raise ValueError(f"model.init must be a path string ('' for none), got {init!r}")
     name = str(raw.get("name", "dna-finetune"))
     job = FinetuneJob(
         name=name, out_dir=str(raw.get("out_dir", f"runs/dna/{name}")),
-        model=FinetuneModel(preset, model.pop("variant", None) or preset_variant(preset), init, model),
+        model=FinetuneModel(preset, variant, init, model),
         task=typed_section("task", FinetuneTask, raw.get("task", {})),
         train=typed_section("train", FinetuneTrain, raw.get("train", {})),
         eval=typed_section("eval", FinetuneEval, raw.get("eval", {})),

@@ -23,7 +23,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 __all__ = [
     "CheckpointConfig", "DataConfig", "EvalConfig", "JobConfig", "LogConfig", "ModelConfig", "OptimConfig",
     "RunConfig", "ScheduleConfig", "config_from_dict", "load_config", "merge_tables", "parse_overrides", "preset_variant",
-    "read_toml", "typed_section",
+    "read_toml", "split_model_table", "typed_section",
 ]
 
 
@@ -195,11 +195,18 @@ def preset_variant(preset: str) -> str:
     return variant_of(preset)
 
 
+def split_model_table(table: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """A ``[model]`` table as ``(preset, variant, other keys)``: preset ``"tiny"`` and the preset's own
+    variant (:func:`preset_variant`) where the table names none. Every job config reads its model so."""
+    rest = dict(table)
+    preset = rest.pop("preset", "tiny")
+    return preset, rest.pop("variant", None) or preset_variant(preset), rest
+
+
 def _build_section(name: str, cls: type, table: Mapping[str, Any]) -> Any:
     if name == "model":
-        table = dict(table)
-        preset = table.pop("preset", "tiny")
-        return ModelConfig(preset=preset, variant=table.pop("variant", None) or preset_variant(preset), fields=table)
+        preset, variant, fields = split_model_table(table)
+        return ModelConfig(preset=preset, variant=variant, fields=fields)
     return typed_section(name, cls, table)
 
 
