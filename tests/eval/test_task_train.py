@@ -121,6 +121,7 @@ def test_ci_the_memory_finds_a_pass_key_outside_the_window_at_twice_the_training
 def _small_job(tmp_path: Path, *overrides: str):
     fields = [f"--model.{k}={v}" for k, v in SMALL.items()]
     return load_task_job(CONFIGS / "mac.toml", [*fields, f"--out_dir={tmp_path / 'job'}", "--train.length=100",
+                                                "--train.mixed_lengths=[]",
                                                 "--train.steps=3", "--train.batch_size=2", "--train.warmup_steps=1",
                                                 "--eval.multipliers=[1, 2]", "--eval.depths=[0.0, 100.0]",
                                                 "--eval.samples=2", *overrides])
@@ -173,7 +174,7 @@ def test_cli_functions_score_a_saved_model(tmp_path, capsys):
 def test_cli_train_task_takes_set_overrides(tmp_path):
     fields = [f"model.{k}={v}" for k, v in SMALL.items()]
     argv = ["--config", str(CONFIGS / "transformer.toml")]
-    for item in [*fields, f"out_dir='{tmp_path / 'tt'}'", "train.length=100", "train.steps=2", "train.batch_size=2",
+    for item in [*fields, f"out_dir='{tmp_path / 'tt'}'", "train.length=100", "train.mixed_lengths=[]", "train.steps=2", "train.batch_size=2",
                  "train.warmup_steps=1", "eval.multipliers=[1]", "eval.samples=1", "eval.depths=[50.0]"]:
         argv += ["--set", item]
     assert task_cli.run_train_task(_args(task_cli.add_train_task_arguments, argv)) == 0
@@ -212,6 +213,8 @@ def test_every_shipped_task_config_loads_and_builds(path):
     has_recipe = {k: job.model.fields.get(k) for k in recipe} == recipe
     assert has_recipe == (path.stem in ("lmm", "mac", "mag", "mal", "length", "mqar", "babilong")), job.model.fields
     assert job.model.fields.get("mac_read_residual", False) == (path.stem == "mac")
+    if path.stem not in ("model", "mqar", "babilong"):  # the pass-key configs train on a cycle of lengths
+        assert job.train.mixed_lengths == {255: [255, 511, 1023], 256: [256, 512, 1024]}[job.train.length]
 
 
 def test_mixed_lengths_cycle_through_the_listed_lengths(monkeypatch):
@@ -233,8 +236,9 @@ def test_mixed_lengths_cycle_through_the_listed_lengths(monkeypatch):
     assert [w - widths[0] for w in widths] == [0, 31, 0, 31, 0]
 
 
-@pytest.mark.parametrize("value", [[0, 100], 100, ["100"]])
+@pytest.mark.parametrize("value", [[0, 100], 100, ["100"], [300, 600]])
 def test_bad_mixed_lengths_name_the_key(value):
+    # [300, 600] leaves out train.length (256 by default), which would then be silently ignored
     with pytest.raises(ValueError, match="train.mixed_lengths"):
         task_job_from_dict({"train": {"mixed_lengths": value}})
 

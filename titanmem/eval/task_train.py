@@ -72,8 +72,8 @@ class TrainSettings:
     ``loss_on``: ``"answer"`` or ``"all_answers"`` (every span in ``meta["answer_spans"]``, MQAR).
     ``threads``: torch intra-op threads (0 keeps torch's setting).
     ``mixed_lengths``: when not empty, step ``s`` trains on examples of ``mixed_lengths[s % n]`` tokens
-    (a fixed cycle, so every variant sees the same data); ``length`` stays the length that
-    ``eval.multipliers`` scale. Empty: every step at ``length``.
+    (a fixed cycle, so every variant sees the same data); ``length``, which must be one of them, stays
+    the length that ``eval.multipliers`` scale. Empty: every step at ``length``.
     """
 
     length: int = 256
@@ -159,6 +159,10 @@ def task_job_from_dict(raw: Mapping[str, Any]) -> TaskJob:
         raise ValueError(f"train.device: {err}") from err
     if not isinstance(t.mixed_lengths, list) or not all(isinstance(n, int) and n >= 1 for n in t.mixed_lengths):
         raise ValueError(f"train.mixed_lengths must be a list of ints >= 1, got {t.mixed_lengths!r}")
+    if t.mixed_lengths and t.length not in t.mixed_lengths:
+        # a changed train.length would otherwise be silently ignored by the cycle
+        raise ValueError(f"train.length {t.length} must be one of train.mixed_lengths {t.mixed_lengths} "
+                         "(set train.mixed_lengths=[] to train at train.length only)")
     if t.loss_on not in ("answer", "all_answers"):
         raise ValueError(f"train.loss_on must be 'answer' or 'all_answers', got {t.loss_on!r}")
     if not all(isinstance(m, int) and m >= 1 for m in e.multipliers) or not e.multipliers:
