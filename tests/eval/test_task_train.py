@@ -213,8 +213,10 @@ def test_every_shipped_task_config_loads_and_builds(path):
     has_recipe = {k: job.model.fields.get(k) for k in recipe} == recipe
     assert has_recipe == (path.stem in ("lmm", "mac", "mag", "mal", "length", "mqar", "babilong")), job.model.fields
     assert job.model.fields.get("mac_read_residual", False) == (path.stem == "mac")
-    if path.stem not in ("model", "mqar", "babilong"):  # the pass-key configs train on a cycle of lengths
-        assert job.train.mixed_lengths == {255: [255, 511, 1023], 256: [256, 512, 1024]}[job.train.length]
+    if path.stem not in ("model", "mqar", "babilong", "mac"):  # pass-key configs train on a cycle of lengths
+        assert job.train.mixed_lengths == [255, 511, 1023], job.train
+    if path.stem == "mac":  # MAC did not learn on the cycle in 600 steps (docs/results.md)
+        assert (job.train.length, job.train.mixed_lengths) == (256, [])
 
 
 def test_mixed_lengths_cycle_through_the_listed_lengths(monkeypatch):
