@@ -26,7 +26,8 @@ SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "i
 def test_every_task_config_loads_and_overrides_apply(variant):
     job = load_task_job(CONFIGS / f"{variant}.toml", ["--train.steps=7", "--task.digits=3", "--model.hidden_size=32"])
     # MAC trains at a segment multiple (the answer opens a segment), the others just before one
-    assert job.model.variant == variant and job.train.steps == 7 and job.train.length == (256 if variant == "mac" else 255)
+    assert job.model.variant == variant and job.train.steps == 7
+    assert job.train.length == (256 if variant == "mac" else 255)
     assert job.task.params["digits"] == 3 and job.model.fields["hidden_size"] == 32
     assert job.to_dict()["task"] == {"name": "passkey", "tokenizer": "byte", "digits": 3}
 
@@ -174,7 +175,8 @@ def test_cli_functions_score_a_saved_model(tmp_path, capsys):
 def test_cli_train_task_takes_set_overrides(tmp_path):
     fields = [f"model.{k}={v}" for k, v in SMALL.items()]
     argv = ["--config", str(CONFIGS / "transformer.toml")]
-    for item in [*fields, f"out_dir='{tmp_path / 'tt'}'", "train.length=100", "train.mixed_lengths=[]", "train.steps=2", "train.batch_size=2",
+    for item in [*fields, f"out_dir='{tmp_path / 'tt'}'", "train.length=100", "train.mixed_lengths=[]",
+                 "train.steps=2", "train.batch_size=2",
                  "train.warmup_steps=1", "eval.multipliers=[1]", "eval.samples=1", "eval.depths=[50.0]"]:
         argv += ["--set", item]
     assert task_cli.run_train_task(_args(task_cli.add_train_task_arguments, argv)) == 0

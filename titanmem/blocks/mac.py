@@ -12,9 +12,10 @@ Choices where the paper is silent (docs/architectures.md): one retrieved token p
 position j attends to every persistent token, to h_1..h_j and to x_1..x_j, so nothing of the segment's
 future reaches j through h; h_i and x_i share the rotary position i inside the segment, persistent
 tokens have none. With ``spec.mac_query_conv = K > 0`` the retrieval query is ``conv(S^(t) W_Q)``, a
-causal depthwise convolution of kernel K whose window crosses the segment boundary (see ``_retrieve``). With ``spec.mac_read_residual`` the retrieved tokens are also added to the
-residual stream, ``x + h_t + y (x) M*_t(y)``: a path from the memory's read to the output that does not
-go through attention (the paper's read reaches the output only as attention context).
+causal depthwise convolution of kernel K whose window crosses the segment boundary (see ``_retrieve``).
+With ``spec.mac_read_residual`` the retrieved tokens are also added to the residual stream,
+``x + h_t + y (x) M*_t(y)``: a path from the memory's read to the output that does not go through
+attention (the paper's read reaches the output only as attention context).
 The memory's chunk is the segment, so its state at a chunk boundary is M_{t-1}; the
 write with y and the per-token read M*_t(y_j) after token j's update (read="token") are one call of
 the memory layer. (x) is ``y * sigmoid(M*(y))``.

@@ -22,8 +22,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "CheckpointConfig", "DataConfig", "EvalConfig", "JobConfig", "LogConfig", "ModelConfig", "OptimConfig",
-    "RunConfig", "ScheduleConfig", "config_from_dict", "load_config", "merge_tables", "parse_overrides", "preset_variant",
-    "read_toml", "split_model_table", "typed_section",
+    "RunConfig", "ScheduleConfig", "config_from_dict", "load_config", "merge_tables", "parse_overrides",
+    "preset_variant", "read_toml", "split_model_table", "typed_section",
 ]
 
 
