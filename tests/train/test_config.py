@@ -102,3 +102,31 @@ def test_cli_rejects_a_bad_key_before_training(tmp_path, capsys):
 def test_cli_rejects_arguments_that_are_not_overrides(tmp_path):
     with pytest.raises(SystemExit):
         main(["train", "--config", str(CONFIGS / "tiny" / "mac.toml"), "--fast"])
+
+
+@pytest.mark.parametrize("raw, named", [
+    ({"optimizer": {}}, "unknown config key optimizer; a demo job has"),
+    ({"train": 3}, "train must be a table of keys"),
+    ({"name": ""}, "name must be a non-empty string"),
+])
+def test_job_tables_name_the_bad_key(raw, named):
+    from titanmem.train.config import job_tables
+
+    with pytest.raises(ValueError, match=named):
+        job_tables(raw, "a demo job")
+    assert job_tables({"base": "x.toml", "name": "n"}, "a demo job") == {"name": "n"}
+
+
+def test_check_train_section_names_the_key_and_the_value():
+    from types import SimpleNamespace
+
+    from titanmem.train.config import check_train_section
+
+    ok = SimpleNamespace(lr=1e-3, grad_clip=1.0, weight_decay=0.0, min_lr_ratio=0.1, device="cpu")
+    check_train_section(ok, (("train.steps", 5, 1),))
+    with pytest.raises(ValueError, match=r"train.steps must be >= 1, got 0"):
+        check_train_section(ok, (("train.steps", 0, 1),))
+    with pytest.raises(ValueError, match="train.lr must be > 0"):
+        check_train_section(SimpleNamespace(**{**vars(ok), "lr": 0.0}), ())
+    with pytest.raises(ValueError, match="train.device"):
+        check_train_section(SimpleNamespace(**{**vars(ok), "device": "gpu"}), ())

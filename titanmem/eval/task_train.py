@@ -28,8 +28,8 @@ import torch
 
 from ..data.tokenizers import Tokenizer
 from ..devices import resolve_device
-from ..train.config import (OptimConfig, ScheduleConfig, merge_tables, parse_overrides, read_toml,
-                            split_model_table, typed_section)
+from ..train.config import (OptimConfig, ScheduleConfig, check_train_section, job_tables, merge_tables,
+                            parse_overrides, read_toml, split_model_table, typed_section)
 from ..train.loop import StepRecord, train_steps
 from ..train.optim import build_optimizer, build_scheduler
 from .tasks import Example, Task, make_task
@@ -123,17 +123,7 @@ class TaskJob:
 
 def task_job_from_dict(raw: Mapping[str, Any]) -> TaskJob:
     """Build and check a :class:`TaskJob` from a nested dict (a parsed TOML file); ``ValueError`` names the key."""
-    raw = {k: v for k, v in raw.items() if k != "base"}
-    unknown = set(raw) - {"name", "out_dir", "model", "task", "train", "eval"}
-    if unknown:
-        raise ValueError(f"unknown config key {sorted(unknown)[0]}; a task job has name, out_dir, base, "
-                         "[model], [task], [train], [eval]")
-    for key in ("model", "task", "train", "eval"):
-        if not isinstance(raw.get(key, {}), Mapping):
-            raise ValueError(f"{key} must be a table of keys, got {raw[key]!r}")
-    for key in ("name", "out_dir"):
-        if key in raw and (not isinstance(raw[key], str) or not raw[key]):
-            raise ValueError(f"{key} must be a non-empty string, got {raw[key]!r}")
+    raw = job_tables(raw, "a task job")
     preset, variant, model = split_model_table(raw.get("model", {}))
     task = dict(raw.get("task", {}))
     job = TaskJob(
@@ -144,19 +134,10 @@ def task_job_from_dict(raw: Mapping[str, Any]) -> TaskJob:
         eval=typed_section("eval", EvalSettings, raw.get("eval", {})),
     )
     t, e = job.train, job.eval
-    for key, value, low in (("train.length", t.length, 1), ("train.steps", t.steps, 1),
+    check_train_section(t, (("train.length", t.length, 1), ("train.steps", t.steps, 1),
                             ("train.batch_size", t.batch_size, 1), ("train.warmup_steps", t.warmup_steps, 0),
                             ("train.log_every", t.log_every, 1), ("train.threads", t.threads, 0),
-                            ("eval.samples", e.samples, 1), ("eval.batch_size", e.batch_size, 1)):
-        if value < low:
-            raise ValueError(f"{key} must be >= {low}, got {value!r}")
-    if not t.lr > 0 or t.grad_clip < 0 or not 0 <= t.min_lr_ratio <= 1 or t.weight_decay < 0:
-        raise ValueError(f"train.lr must be > 0, train.grad_clip and train.weight_decay >= 0, train.min_lr_ratio in "
-                         f"[0, 1]; got {t.lr}, {t.grad_clip}, {t.weight_decay}, {t.min_lr_ratio}")
-    try:
-        resolve_device(t.device)
-    except ValueError as err:
-        raise ValueError(f"train.device: {err}") from err
+                            ("eval.samples", e.samples, 1), ("eval.batch_size", e.batch_size, 1)))
     if not isinstance(t.mixed_lengths, list) or not all(isinstance(n, int) and n >= 1 for n in t.mixed_lengths):
         raise ValueError(f"train.mixed_lengths must be a list of ints >= 1, got {t.mixed_lengths!r}")
     if t.mixed_lengths and t.length not in t.mixed_lengths:

@@ -34,8 +34,8 @@ import torch
 from ..data.genomes import reverse_complement
 from ..data.tokenizers import Tokenizer, get_tokenizer
 from ..devices import resolve_device
-from ..train.config import (OptimConfig, ScheduleConfig, merge_tables, parse_overrides, read_toml,
-                            split_model_table, typed_section)
+from ..train.config import (OptimConfig, ScheduleConfig, check_train_section, job_tables, merge_tables,
+                            parse_overrides, read_toml, split_model_table, typed_section)
 from ..train.loop import StepRecord, train_steps
 from ..train.optim import build_optimizer, build_scheduler
 from .tasks import SequenceTask, load_benchmark
@@ -116,16 +116,7 @@ class FinetuneJob:
 
 def finetune_job_from_dict(raw: Mapping[str, Any]) -> FinetuneJob:
     """Build and check a :class:`FinetuneJob` from a nested dict (a parsed TOML file); ``ValueError`` names the key."""
-    raw = {k: v for k, v in raw.items() if k != "base"}
-    unknown = set(raw) - {"name", "out_dir", "model", "task", "train", "eval"}
-    if unknown:
-        raise ValueError(f"unknown config key {sorted(unknown)[0]}; a fine-tuning job has name, out_dir, base, "
-                         "[model], [task], [train], [eval]")
-    for key in ("name", "out_dir"):
-        if key in raw and (not isinstance(raw[key], str) or not raw[key]):
-            raise ValueError(f"{key} must be a non-empty string, got {raw[key]!r}")
-    if not isinstance(raw.get("model", {}), Mapping):
-        raise ValueError(f"model must be a table of keys, got {raw['model']!r}")
+    raw = job_tables(raw, "a fine-tuning job")
     preset, variant, model = split_model_table(raw.get("model", {}))
     init = model.pop("init", "")
     if not isinstance(init, str):
@@ -139,21 +130,12 @@ def finetune_job_from_dict(raw: Mapping[str, Any]) -> FinetuneJob:
         eval=typed_section("eval", FinetuneEval, raw.get("eval", {})),
     )
     t = job.train
-    for key, value, low in (("train.steps", t.steps, 1), ("train.batch_size", t.batch_size, 1),
+    check_train_section(t, (("train.steps", t.steps, 1), ("train.batch_size", t.batch_size, 1),
                             ("train.warmup_steps", t.warmup_steps, 0), ("train.log_every", t.log_every, 1),
                             ("train.threads", t.threads, 0), ("train.seed", t.seed, 0),
-                            ("eval.batch_size", job.eval.batch_size, 1), ("task.max_train", job.task.max_train, 0)):
-        if value < low:
-            raise ValueError(f"{key} must be >= {low}, got {value!r}")
-    if not t.lr > 0 or t.grad_clip < 0 or not 0 <= t.min_lr_ratio <= 1 or t.weight_decay < 0:
-        raise ValueError(f"train.lr must be > 0, train.grad_clip and train.weight_decay >= 0, train.min_lr_ratio in "
-                         f"[0, 1]; got {t.lr}, {t.grad_clip}, {t.weight_decay}, {t.min_lr_ratio}")
+                            ("eval.batch_size", job.eval.batch_size, 1), ("task.max_train", job.task.max_train, 0)))
     if t.warmup_steps > t.steps:
         raise ValueError(f"train.warmup_steps must be <= train.steps ({t.steps}), got {t.warmup_steps}")
-    try:
-        resolve_device(t.device)
-    except ValueError as err:
-        raise ValueError(f"train.device: {err}") from err
     get_tokenizer(job.task.tokenizer)  # a bad spec fails here, naming the forms
     if not job.model.init:
         from ..models import TitansConfig

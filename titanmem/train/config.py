@@ -23,7 +23,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 __all__ = [
     "CheckpointConfig", "DataConfig", "EvalConfig", "JobConfig", "LogConfig", "ModelConfig", "OptimConfig",
     "RunConfig", "ScheduleConfig", "config_from_dict", "load_config", "merge_tables", "parse_overrides",
-    "preset_variant", "read_toml", "split_model_table", "typed_section",
+    "check_train_section", "job_tables", "preset_variant", "read_toml", "split_model_table", "typed_section",
 ]
 
 
@@ -185,6 +185,54 @@ def _type_ok(value: Any, annotation: str) -> bool:
         if isinstance(value, kind):
             return True
     return False
+
+
+_JOB_KEYS = ("name", "out_dir", "model", "task", "train", "eval")
+
+
+def job_tables(raw: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """``raw`` without ``base``, after the checks every task-style job (``[model]``, ``[task]``,
+    ``[train]``, ``[eval]``, ``name``, ``out_dir``) shares: no unknown key, each section a table,
+    ``name`` and ``out_dir`` non-empty strings. ``what`` names the job in the message ("a task job").
+
+    Raises:
+        ValueError: naming the offending key.
+    """
+    raw = {k: v for k, v in raw.items() if k != "base"}
+    unknown = set(raw) - set(_JOB_KEYS)
+    if unknown:
+        raise ValueError(f"unknown config key {sorted(unknown)[0]}; {what} has name, out_dir, base, "
+                         "[model], [task], [train], [eval]")
+    for key in ("model", "task", "train", "eval"):
+        if not isinstance(raw.get(key, {}), Mapping):
+            raise ValueError(f"{key} must be a table of keys, got {raw[key]!r}")
+    for key in ("name", "out_dir"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key]):
+            raise ValueError(f"{key} must be a non-empty string, got {raw[key]!r}")
+    return raw
+
+
+def check_train_section(train: Any, minimums: Sequence[tuple[str, Any, int]]) -> None:
+    """The checks a job's ``[train]`` section shares: each ``(key, value, low)`` of ``minimums`` is
+    ``>= low``; ``lr > 0``, ``grad_clip`` and ``weight_decay >= 0``, ``min_lr_ratio`` in [0, 1];
+    ``device`` resolvable (:func:`titanmem.devices.resolve_device`).
+
+    Raises:
+        ValueError: naming the key and the value seen.
+    """
+    from ..devices import resolve_device
+
+    for key, value, low in minimums:
+        if value < low:
+            raise ValueError(f"{key} must be >= {low}, got {value!r}")
+    t = train
+    if not t.lr > 0 or t.grad_clip < 0 or not 0 <= t.min_lr_ratio <= 1 or t.weight_decay < 0:
+        raise ValueError(f"train.lr must be > 0, train.grad_clip and train.weight_decay >= 0, train.min_lr_ratio in "
+                         f"[0, 1]; got {t.lr}, {t.grad_clip}, {t.weight_decay}, {t.min_lr_ratio}")
+    try:
+        resolve_device(t.device)
+    except ValueError as err:
+        raise ValueError(f"train.device: {err}") from err
 
 
 def preset_variant(preset: str) -> str:
