@@ -13,7 +13,8 @@ import torch
 from titanmem.eval import task_cli
 from titanmem.eval.loading import load_model
 from titanmem.eval.scoring import ModelAnswerer, evaluate_task
-from titanmem.eval.task_train import load_task_job, make_batch, run_task_job, task_job_from_dict, train_on_task
+from titanmem.eval.task_train import (answer_span_accuracy, load_task_job, make_batch, run_task_job, task_job_from_dict,
+                                      train_on_task)
 from titanmem.eval.tasks import make_task
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "tasks"
@@ -142,6 +143,56 @@ def test_a_task_job_trains_saves_scores_and_plots(tmp_path):
     assert len((out / "train_log.csv").read_text().splitlines()) == 4
     model, tokenizer = load_model(out / "model", "cpu")
     assert tokenizer.name == "byte" and not model.training
+
+
+class _Oracle(torch.nn.Module):
+    """Predicts the true next token of the texts it was given, except at the positions in ``wrong``."""
+
+    def __init__(self, ids: torch.Tensor, wrong: tuple[tuple[int, int], ...] = ()) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.ids, self.next_ids = ids, torch.roll(ids, -1, dims=1)
+        for row, pos in wrong:
+            self.next_ids[row, pos] = (self.next_ids[row, pos] + 1) % 256
+
+    def forward(self, input_ids, use_cache=False):
+        width = input_ids.shape[1]
+        rows = [next(i for i, ids in enumerate(self.ids) if torch.equal(ids[:width], row)) for row in input_ids]
+        logits = torch.nn.functional.one_hot(self.next_ids[rows, :width], 256).float()
+        return argparse.Namespace(logits=logits)
+
+
+def test_answer_span_accuracy_scores_every_mqar_query_teacher_forced():
+    task = make_task("mqar", num_pairs=8, num_queries=4)
+    examples = task.examples(3, 120, "test")
+    ids, labels = make_batch(examples, task.tokenizer, loss_on="all_answers")
+    perfect = answer_span_accuracy(_Oracle(ids), examples, task.tokenizer, batch_size=3)
+    assert perfect == {"n": 12, "correct": 12, "accuracy": 1.0, "token_accuracy": 1.0}
+    # one wrong token in row 0's second query and two in row 2's last: two of 12 queries, 3 of 36 tokens
+    start, end = examples[0].meta["answer_spans"][1]
+    first = len(task.tokenizer.encode(examples[0].text[:start]))
+    last = int((labels[2] != -100).nonzero()[-1])
+    oracle = _Oracle(ids, wrong=((0, first - 1), (2, last - 1), (2, last - 2)))
+    scored = answer_span_accuracy(oracle, examples, task.tokenizer, batch_size=2)
+    assert scored["n"] == 12 and scored["correct"] == 10
+    assert scored["token_accuracy"] == pytest.approx(33 / 36) and end - start == 3
+    with pytest.raises(ValueError, match="examples"):
+        answer_span_accuracy(oracle, [], task.tokenizer)
+    with pytest.raises(ValueError, match="batch_size"):
+        answer_span_accuracy(oracle, examples, task.tokenizer, batch_size=0)
+
+
+def test_an_mqar_job_also_reports_every_query(tmp_path):
+    job = load_task_job(CONFIGS / "mqar.toml", [f"--out_dir={tmp_path}", "--task.num_pairs=8", "--task.num_queries=4",
+                                                "--train.length=100",
+                                                "--train.steps=2", "--train.batch_size=2", "--eval.samples=3",
+                                                *(f"--model.{k}={v}" for k, v in SMALL.items())])
+    results = run_task_job(job, log=None)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["query_accuracy"] == results["query_accuracy"]
+    (row,) = saved["query_accuracy"]
+    assert row["length"] == 100 and row["n"] == 3 * 4 and 0 <= row["correct"] <= row["n"]
+    assert "query_accuracy" not in run_task_job(_small_job(tmp_path / "passkey"), log=None)
 
 
 def _args(add, argv):

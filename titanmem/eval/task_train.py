@@ -11,7 +11,9 @@ A job is a TOML file (``configs/tasks/*.toml``; a ``base`` file may hold shared 
 The loss is the cross-entropy of the answer tokens only (labels ``-100`` elsewhere); for ``mqar``
 ``train.loss_on = "all_answers"`` also scores every in-context query answer (Zoology's setting).
 Outputs under ``out_dir``: ``model/`` (``save_pretrained``, with ``task_job.json``), ``train_log.csv``,
-``results.json``, ``accuracy_vs_length.png`` and, for needle tasks, ``heatmap.png``.
+``results.json``, ``accuracy_vs_length.png`` and, for needle tasks, ``heatmap.png``. ``results.json``'s
+``accuracy`` scores the last answer by greedy decoding; for tasks with several answers (MQAR)
+``query_accuracy`` also scores every query teacher-forced (:func:`answer_span_accuracy`).
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from ..train.optim import build_optimizer, build_scheduler
 from .tasks import Example, Task, make_task
 
 __all__ = [
-    "EvalSettings", "ModelSettings", "TaskJob", "TaskSettings", "TrainSettings", "build_model", "load_task_job",
-    "make_batch", "run_task_job", "task_job_from_dict", "train_on_task",
+    "EvalSettings", "ModelSettings", "TaskJob", "TaskSettings", "TrainSettings", "answer_span_accuracy",
+    "build_model", "load_task_job", "make_batch", "run_task_job", "task_job_from_dict", "train_on_task",
 ]
 
 
@@ -175,6 +177,23 @@ def build_model(job: TaskJob, tokenizer: Tokenizer, meta: bool = False) -> torch
     return TitansForCausalLM(config)
 
 
+def _encode_answer_spans(ex: Example, tokenizer: Tokenizer, loss_on: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """An example's token ids and the ``[start, end)`` token range of each scored answer span."""
+    spans = list(ex.meta.get("answer_spans", [])) if loss_on == "all_answers" else []
+    spans = spans or [(len(ex.context), len(ex.text))]
+    ids: list[int] = []
+    ranges, cursor = [], 0
+    for start, end in spans:
+        if start < 1:
+            raise ValueError(f"an answer span must start after the text's first character, got {(start, end)}")
+        ids += tokenizer.encode(ex.text[cursor:start])
+        answer = tokenizer.encode(ex.text[start:end])
+        ranges.append((len(ids), len(ids) + len(answer)))
+        ids += answer
+        cursor = end
+    return ids, ranges
+
+
 def make_batch(examples: Sequence[Example], tokenizer: Tokenizer, loss_on: str = "answer"
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(input_ids, labels)``, both ``[B, T]``: each example's text, right-padded with token 0.
@@ -185,20 +204,54 @@ def make_batch(examples: Sequence[Example], tokenizer: Tokenizer, loss_on: str =
     """
     rows, labels = [], []
     for ex in examples:
-        spans = list(ex.meta.get("answer_spans", [])) if loss_on == "all_answers" else []
-        spans = spans or [(len(ex.context), len(ex.text))]
-        ids, lab, cursor = [], [], 0
-        for start, end in spans:
-            piece, ans = tokenizer.encode(ex.text[cursor:start]), tokenizer.encode(ex.text[start:end])
-            ids += piece + ans
-            lab += [-100] * len(piece) + ans
-            cursor = end
+        ids, ranges = _encode_answer_spans(ex, tokenizer, loss_on)
+        lab = [-100] * len(ids)
+        for start, end in ranges:
+            lab[start:end] = ids[start:end]
         rows.append(ids)
         labels.append(lab)
     width = max(map(len, rows))
     ids_t = torch.tensor([r + [0] * (width - len(r)) for r in rows], dtype=torch.long)
     lab_t = torch.tensor([r + [-100] * (width - len(r)) for r in labels], dtype=torch.long)
     return ids_t, lab_t
+
+
+@torch.no_grad()
+def answer_span_accuracy(model: torch.nn.Module, examples: Sequence[Example], tokenizer: Tokenizer,
+                         batch_size: int = 8) -> dict[str, Any]:
+    """Teacher-forced accuracy over every answer span of ``examples`` (every query of MQAR; Zoology's metric).
+
+    One forward pass per batch reads each example whole; a span counts as correct when the argmax
+    prediction of each of its tokens (from the true tokens before it) is that token. Examples without
+    ``meta["answer_spans"]`` contribute their one answer. Unlike greedy decoding of the last answer,
+    this scores all of an MQAR example's queries, ``num_queries`` times as many per example.
+
+    Returns:
+        ``{"n": spans scored, "correct": spans right, "accuracy": correct / n, "token_accuracy": the
+        fraction of answer tokens right}``.
+
+    Raises:
+        ValueError: ``examples`` is empty or ``batch_size < 1``.
+    """
+    if not examples:
+        raise ValueError("examples must hold at least one example, got none")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = next(model.parameters()).device
+    n = correct = n_tokens = correct_tokens = 0
+    for i in range(0, len(examples), batch_size):
+        encoded = [_encode_answer_spans(ex, tokenizer, "all_answers") for ex in examples[i:i + batch_size]]
+        width = max(len(ids) for ids, _ in encoded)
+        batch = torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in encoded], dtype=torch.long, device=device)
+        # position t predicts token t + 1; right padding cannot change earlier positions
+        predicted = model(batch, use_cache=False).logits.argmax(-1).cpu()
+        for row, (ids, ranges) in enumerate(encoded):
+            target = torch.tensor(ids)
+            for start, end in ranges:
+                hits = predicted[row, start - 1:end - 1] == target[start:end]
+                n, correct = n + 1, correct + int(hits.all())
+                n_tokens, correct_tokens = n_tokens + hits.numel(), correct_tokens + int(hits.sum())
+    return {"n": n, "correct": correct, "accuracy": correct / n, "token_accuracy": correct_tokens / max(n_tokens, 1)}
 
 
 def train_on_task(job: TaskJob, log: Callable[[str], None] | None = print
@@ -276,6 +329,12 @@ def run_task_job(job: TaskJob, log: Callable[[str], None] | None = print) -> dic
                "parameters": sum(p.numel() for p in model.parameters()),
                "train_seconds": history[-1]["elapsed_s"], "final_loss": history[-1]["loss"],
                "eval_seconds": time.perf_counter() - start, "accuracy": rows, "records": records}
+    if "answer_spans" in task.example(job.train.length, "test", job.eval.seed, 0).meta:
+        # Every query of each scored example, teacher-forced, beside the greedy score of its last one.
+        results["query_accuracy"] = [
+            {"task": task.name, "length": n} | answer_span_accuracy(
+                model, task.examples(job.eval.samples, n, "test", job.eval.seed), task.tokenizer, job.eval.batch_size)
+            for n in lengths]
     write_json(out / "results.json", results)
     title = f"{job.model.variant} on {task.name} (trained at {job.train.length} tokens)"
     plot_accuracy_vs_length(rows, out / "accuracy_vs_length.png", title)
@@ -285,4 +344,6 @@ def run_task_job(job: TaskJob, log: Callable[[str], None] | None = print) -> dic
         for r in rows:
             log(f"length {r['length']:>6}  depth {r['depth'] if r['depth'] is not None else '-':>5}  "
                 f"accuracy {r['accuracy']:.2f} ({r['correct']}/{r['n']})")
+        for r in results.get("query_accuracy", []):
+            log(f"length {r['length']:>6}  every query  accuracy {r['accuracy']:.2f} ({r['correct']}/{r['n']})")
     return results
