@@ -109,6 +109,31 @@ def test_totals_and_position_buckets_add_up():
     assert math.isclose(short.nll, float(nlls[0][:10].sum() + nlls[1][:10].sum()), rel_tol=1e-9)
 
 
+def test_windows_spread_over_a_document_each_read_from_an_empty_state():
+    model, tok = _model("mag"), ByteTokenizer()
+    text = "".join(chr(97 + (i * 7) % 26) for i in range(250))
+    docs = [Document("long", text), Document("short", text[:30])]
+    res = evaluate_perplexity(model, tok, docs, piece=16, max_tokens=40, windows=3)
+    names = [d["name"] for d in res.per_document]
+    assert names == ["long@0", "long@105", "long@210", "short"]
+    sep = tok.encode("\n\n")
+    expect = [stream_nll(model, tok.encode(text[s:s + 40]), context=sep, piece=40).numpy() for s in (0, 105, 210)]
+    expect.append(stream_nll(model, tok.encode(text[:30]), context=sep, piece=40).numpy())
+    assert res.tokens == 150 and math.isclose(res.nll, sum(float(n.sum()) for n in expect), rel_tol=1e-9)
+    # positions count from each window's start: bucket [32, 64) holds positions 32-39 of the three windows
+    pos = res.by_position()
+    assert pos["start"][6] == 32 and pos["tokens"][6] == 24
+    # starts that would overlap an earlier window are dropped; one window is the first max_tokens
+    crowded = evaluate_perplexity(model, tok, [Document("long", text[:100])], piece=16, max_tokens=40, windows=10)
+    assert [d["name"] for d in crowded.per_document] == ["long@0", "long@40"]
+    first = evaluate_perplexity(model, tok, docs[:1], piece=16, max_tokens=40)
+    assert [d["name"] for d in first.per_document] == ["long"] and math.isclose(first.nll, float(expect[0].sum()))
+    for bad, match in (({"windows": 0, "max_tokens": 40}, "windows must be an int >= 1"),
+                       ({"windows": 2}, "windows > 1 needs max_tokens")):
+        with pytest.raises(ValueError, match=match):
+            evaluate_perplexity(model, tok, docs, **bad)
+
+
 def test_result_serialises_with_nan_free_numbers():
     res = PerplexityResult(label="x", piece=4)
     res.add("d", np.arange(5), np.full(5, math.log(2)), np.ones(5))
@@ -140,10 +165,12 @@ def test_run_ppl_writes_report_for_two_models(tmp_path):
     add_ppl_arguments(parser)
     args = parser.parse_args(["--model", paths[0], "--model", paths[1], "--corpus", "text", "--corpus-path",
                               str(corpus), "--split", "val", "--val-fraction", "0.5", "--piece", "33",
-                              "--device", "cpu", "--out", str(tmp_path / "out")])
+                              "--device", "cpu", "--max-tokens", "150", "--windows", "2", "--out", str(tmp_path / "out")])
     assert run_ppl(args) == 0
     report = json.loads((tmp_path / "out" / "ppl.json").read_text())
     assert [r["label"] for r in report["results"]] == ["mac", "swa"]
+    assert report["settings"]["windows"] == 2
+    assert all(len(r["per_document"]) == 2 * len(report["settings"]["documents"]) for r in report["results"])
     assert report["settings"]["documents"] and all(r["bpb"] > 0 for r in report["results"])
     assert (tmp_path / "out" / "ppl_by_position.png").stat().st_size > 1000
     assert "| mac |" in (tmp_path / "out" / "ppl.md").read_text()

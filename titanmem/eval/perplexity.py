@@ -170,7 +170,7 @@ def _token_bytes(tokenizer: Tokenizer, text: str, ids: list[int], truncated: boo
 def evaluate_perplexity(
     model: torch.nn.Module, tokenizer: Tokenizer, documents: Sequence[Document], *, piece: int = 512,
     prefix: str = SEPARATOR, max_tokens: int | None = None, autocast_dtype: torch.dtype | None = None,
-    label: str = "model", progress: bool = False,
+    label: str = "model", progress: bool = False, windows: int = 1,
 ) -> PerplexityResult:
     """Stream every document (its first ``max_tokens`` tokens if set) and total the scores.
 
@@ -180,32 +180,60 @@ def evaluate_perplexity(
         documents: the texts; empty ones are skipped.
         piece: tokens per forward; the result does not depend on it (up to float rounding).
         prefix: text read before each document (never scored); ``""`` leaves the first token unscored.
+        windows: with ``max_tokens``, score up to this many windows of ``max_tokens`` tokens per document,
+            their starts spread evenly from the first token to the last full window, each read from an
+            empty state after ``prefix`` (named ``"<document>@<start token>"``). The by-position curve
+            then averages over windows: positions count from each window's start. A document of at most
+            ``max_tokens`` tokens gives one window; overlapping starts are dropped.
+
+    Raises:
+        ValueError: ``piece``, ``max_tokens`` or ``windows`` out of range (``windows > 1`` needs
+            ``max_tokens``), or nothing to score.
     """
     _check_piece(piece)
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
         raise ValueError(f"max_tokens must be None or an int >= 1, got {max_tokens!r}")
+    if isinstance(windows, bool) or not isinstance(windows, int) or windows < 1:
+        raise ValueError(f"windows must be an int >= 1, got {windows!r}")
+    if windows > 1 and max_tokens is None:
+        raise ValueError(f"windows > 1 needs max_tokens (the window length in tokens), got windows={windows} "
+                         "and max_tokens=None")
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a str, got {type(prefix).__name__} ({prefix!r})")
     context = tokenizer.encode(prefix) if prefix else []
     result = PerplexityResult(label=label, piece=piece)
     began = time.perf_counter()
     for i, doc in enumerate(documents):
-        ids = tokenizer.encode(doc.text)
-        truncated = max_tokens is not None and len(ids) > max_tokens
-        ids = ids[:max_tokens] if truncated else ids
-        if not ids:
-            continue
-        nll = stream_nll(model, ids, context=context, piece=piece, autocast_dtype=autocast_dtype).numpy()
-        token_bytes = _token_bytes(tokenizer, doc.text, ids, truncated)
-        positions = np.arange(len(ids) - len(nll), len(ids))
-        result.add(doc.name, positions, nll, token_bytes[len(ids) - len(nll):])
-        if progress:
-            print(f"  [{label}] {i + 1}/{len(documents)} {doc.name}: {len(ids)} tokens, "
+        all_ids = tokenizer.encode(doc.text)
+        truncated = max_tokens is not None and len(all_ids) > max_tokens
+        starts = _window_starts(len(all_ids), max_tokens, windows) if truncated else [0]
+        for start in starts:
+            ids = all_ids[start:start + max_tokens] if truncated else all_ids
+            if not ids:
+                continue
+            nll = stream_nll(model, ids, context=context, piece=piece, autocast_dtype=autocast_dtype).numpy()
+            token_bytes = _token_bytes(tokenizer, doc.text, ids, truncated)
+            positions = np.arange(len(ids) - len(nll), len(ids))
+            result.add(doc.name if len(starts) == 1 else f"{doc.name}@{start}", positions, nll,
+                       token_bytes[len(ids) - len(nll):])
+        if progress and all_ids:
+            print(f"  [{label}] {i + 1}/{len(documents)} {doc.name}: {len(starts)} x {len(ids)} tokens, "
                   f"bpb {result.per_document[-1]['bpb']:.4f}", flush=True)
     if result.tokens == 0:
         raise ValueError(f"documents: nothing to score ({len(documents)} documents, none with tokens)")
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _window_starts(n_tokens: int, length: int, count: int) -> list[int]:
+    """Up to ``count`` non-overlapping starts of ``length``-token windows spread evenly over ``n_tokens``."""
+    last = n_tokens - length
+    starts = sorted({round(last * k / (count - 1)) for k in range(count)}) if count > 1 else [0]
+    kept = [starts[0]]
+    for start in starts[1:]:
+        if start >= kept[-1] + length:
+            kept.append(start)
+    return kept
 
 
 def corpus_documents(
@@ -255,11 +283,12 @@ def plot_by_position(results: Sequence[PerplexityResult | Mapping[str, Any]], pa
 def ppl_task(model: torch.nn.Module, tokenizer: Tokenizer, *, corpus: str = "sotu", split: str = "val",
              corpus_path: str | None = None, val_fraction: float = 0.05, split_seed: int = 0,
              max_docs: int | None = None, max_tokens: int | None = None, piece: int = 512,
-             prefix: str = SEPARATOR, label: str = "model") -> dict[str, Any]:
+             prefix: str = SEPARATOR, label: str = "model", windows: int = 1) -> dict[str, Any]:
     """Task runner for :mod:`titanmem.eval.compare`: scalars plus the ``bpb_by_position`` curve."""
     docs = corpus_documents(corpus, split, corpus_path=corpus_path, val_fraction=val_fraction,
                             split_seed=split_seed, max_docs=max_docs)
-    res = evaluate_perplexity(model, tokenizer, docs, piece=piece, prefix=prefix, max_tokens=max_tokens, label=label)
+    res = evaluate_perplexity(model, tokenizer, docs, piece=piece, prefix=prefix, max_tokens=max_tokens, label=label,
+                              windows=windows)
     pos = res.by_position()
     return {"bpb": res.bpb, "nats_per_token": res.nats_per_token, "documents": res.documents, "tokens": res.tokens,
             "tokens_per_s": res.tokens / res.seconds if res.seconds else float("nan"),
@@ -284,6 +313,9 @@ def add_ppl_arguments(parser: Any) -> None:
                         help="score only the first N documents (default: all)")
     parser.add_argument("--max-tokens", type=positive_int, default=None,
                         help="score only each document's first N tokens (default: all)")
+    parser.add_argument("--windows", type=positive_int, default=1,
+                        help="with --max-tokens: score up to N windows of that length spread evenly over each "
+                             "document, each from an empty state (default 1: the first)")
     parser.add_argument("--piece", type=positive_int, default=512, help="tokens per forward (default 512)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto: CUDA if available)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast on CUDA (default: float32)")
@@ -328,6 +360,7 @@ def run_ppl(args: Any) -> int:
             labels.add(label)
             model, tokenizer = load_model(path, device=args.device)
             res = evaluate_perplexity(model, tokenizer, docs, piece=args.piece, max_tokens=args.max_tokens,
+                                      windows=args.windows,
                                       autocast_dtype=torch.bfloat16 if args.bf16 else None, label=label)
             print(f"{label}: {res.bpb:.4f} bits/byte, {res.nats_per_token:.4f} nats/token over {res.tokens} tokens "
                   f"({res.tokens / res.seconds:.0f} tokens/s)")
@@ -339,6 +372,7 @@ def run_ppl(args: Any) -> int:
     out.mkdir(parents=True, exist_ok=True)
     settings = {"corpus": args.corpus, "split": args.split, "val_fraction": fraction, "split_seed": seed,
                 "documents": [d.name for d in docs], "piece": args.piece, "max_tokens": args.max_tokens,
+                "windows": args.windows,
                 "models": dict(zip((r.label for r in results), map(str, args.model)))}
     (out / "ppl.json").write_text(json.dumps({"settings": settings, "results": [r.to_dict() for r in results]},
                                              indent=2) + "\n", encoding="utf-8")
