@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from titanmem.eval.seeds import length_accuracy, main, markdown_table, seed_rows
+from titanmem.eval.seeds import length_accuracy, main, markdown_table, pairs_accuracy, seed_rows
 
 
 def _run(tmp_path, name: str, cells: dict[tuple[int, float], tuple[int, int]]):
@@ -66,3 +66,32 @@ def test_the_command_prints_the_table_and_writes_the_plot(tmp_path, capsys):
     assert main(["--group", f"SWA={a}", "--plot", str(plot)]) == 0
     assert "| SWA | 1 | 50% | 0% |" in capsys.readouterr().out
     assert plot.stat().st_size > 0
+
+
+def _mqar(tmp_path, name: str, pairs: int, correct: int, n: int = 40):
+    folder = tmp_path / name
+    folder.mkdir()
+    length = 10 * pairs
+    (folder / "results.json").write_text(json.dumps({
+        "job": {"train": {"length": length}}, "task": {"name": "mqar", "num_pairs": pairs},
+        "accuracy": [{"task": "mqar", "length": length, "depth": None, "correct": 1, "n": 5, "accuracy": 0.2}],
+        "query_accuracy": [{"task": "mqar", "length": length, "n": n, "correct": correct, "accuracy": correct / n}]}))
+    return folder
+
+
+def test_mqar_runs_tabulate_every_query_against_the_number_of_pairs(tmp_path, capsys):
+    a16, a32 = _mqar(tmp_path, "a16", 16, 30), _mqar(tmp_path, "a32", 32, 10)
+    b16, b32 = _mqar(tmp_path, "b16", 16, 20), _mqar(tmp_path, "b32", 32, 0)
+    assert pairs_accuracy(json.loads((a32 / "results.json").read_text())) == {32: 0.25}
+    (row,) = seed_rows({"depth 1": [f"{a16}+{a32}", f"{b16}+{b32}"]}, by="pairs")
+    assert row["lengths"] == [16, 32] and row["mean"] == pytest.approx([0.625, 0.125])
+    assert "| 16 pairs | 32 pairs |" in markdown_table([row], by="pairs")
+    plot = tmp_path / "capacity.png"
+    assert main(["--by", "pairs", "--group", f"d1={a16}+{a32}", "--plot", str(plot)]) == 0
+    assert "| d1 | 1 | 75% | 25% |" in capsys.readouterr().out and plot.stat().st_size > 0
+    # a pass-key run has no every-query score: named, not read as a greedy score
+    passkey = _run(tmp_path, "p", {(10, 0.0): (1, 2)})
+    with pytest.raises(ValueError, match="query_accuracy"):
+        seed_rows({"x": [passkey]}, by="pairs")
+    with pytest.raises(ValueError, match="by must be one of"):
+        seed_rows({"x": [a16]}, by="depth")

@@ -6,6 +6,10 @@ niah`` for one task), pools the depths of each length, and prints one markdown r
 mean accuracy over the group's seeds at every length, with the per-seed accuracies in brackets. A run
 may join folders with ``+`` (``runs/a+runs/a/long``: a training run and a later scoring of its model at
 other lengths).
+
+``--by pairs`` reads MQAR runs instead: each run's ``query_accuracy`` (every query, teacher-forced) at
+its training length, against its ``task.num_pairs`` (Zoology's capacity plot). A seed of a group then
+joins one run per number of pairs with ``+`` (``runs/mqar16_d1+runs/mqar32_d1``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["length_accuracy", "seed_rows", "markdown_table", "plot_seed_curves", "main"]
+__all__ = ["BY", "length_accuracy", "main", "markdown_table", "pairs_accuracy", "plot_seed_curves", "seed_rows"]
+
+# What the columns of a table (the x axis of a plot) are: context length, or MQAR key-value pairs.
+BY = ("length", "pairs")
+_PLURAL = {"length": "lengths", "pairs": "numbers of pairs"}
 
 
 def length_accuracy(results: Mapping[str, Any]) -> dict[int, float]:
@@ -47,34 +55,57 @@ def length_accuracy(results: Mapping[str, Any]) -> dict[int, float]:
     return {length: correct[length] / total[length] for length in sorted(total)}
 
 
-def _read(run: str | Path) -> dict[int, float]:
+def pairs_accuracy(results: Mapping[str, Any]) -> dict[int, float]:
+    """``{num_pairs: accuracy}`` of one MQAR ``train-task`` results file: every query at the training length.
+
+    Raises:
+        ValueError: the results have no ``query_accuracy`` (not an MQAR run, or one scored before it
+            was recorded) or no ``task.num_pairs``.
+    """
+    rows = results.get("query_accuracy") or []
+    pairs = (results.get("task") or {}).get("num_pairs")
+    length = ((results.get("job") or {}).get("train") or {}).get("length")
+    row = next((r for r in rows if r["length"] == length), None)
+    if row is None or not isinstance(pairs, int):
+        raise ValueError("results has no 'query_accuracy' at its training length or no 'task.num_pairs' "
+                         "(is it an MQAR train-task results.json?)")
+    return {pairs: row["correct"] / row["n"]}
+
+
+def _read(run: str | Path, by: str = "length") -> dict[int, float]:
     merged: dict[int, float] = {}
     for folder in str(run).split("+"):
         path = Path(folder) / "results.json"
         if not path.is_file():
             raise FileNotFoundError(f"no results.json in run folder {folder!r}")
-        part = length_accuracy(json.loads(path.read_text()))
+        results = json.loads(path.read_text())
+        part = pairs_accuracy(results) if by == "pairs" else length_accuracy(results)
         if merged.keys() & part.keys():
-            raise ValueError(f"run {str(run)!r} scores length(s) {sorted(merged.keys() & part.keys())} twice")
+            raise ValueError(f"run {str(run)!r} scores {_PLURAL[by]} {sorted(merged.keys() & part.keys())} twice")
         merged.update(part)
     return dict(sorted(merged.items()))
 
 
-def seed_rows(groups: Mapping[str, Sequence[str | Path]]) -> list[dict[str, Any]]:
+def seed_rows(groups: Mapping[str, Sequence[str | Path]], by: str = "length") -> list[dict[str, Any]]:
     """One row per group: ``label``, ``lengths``, ``mean`` and ``seeds`` (per run) accuracy per length.
 
+    With ``by="pairs"`` the ``lengths`` entries are MQAR's numbers of key-value pairs (:func:`pairs_accuracy`).
+
     Raises:
-        ValueError: a group has no runs, or its runs were scored at different lengths.
+        ValueError: ``by`` is not in :data:`BY`, a group has no runs, or its runs were scored at
+            different lengths (numbers of pairs).
         FileNotFoundError: a run folder has no ``results.json``.
     """
+    if by not in BY:
+        raise ValueError(f"by must be one of {BY}, got {by!r}")
     out = []
     for label, runs in groups.items():
         if not runs:
             raise ValueError(f"group {label!r} has no runs")
-        per_run = [_read(run) for run in runs]
+        per_run = [_read(run, by) for run in runs]
         lengths = list(per_run[0])
         if any(list(r) != lengths for r in per_run):
-            raise ValueError(f"the runs of group {label!r} were scored at different lengths: "
+            raise ValueError(f"the runs of group {label!r} were scored at different {_PLURAL[by]}: "
                              f"{[list(r) for r in per_run]}")
         seeds = [[r[length] for length in lengths] for r in per_run]
         mean = [statistics.fmean(column) for column in zip(*seeds)]
@@ -86,15 +117,15 @@ def _percent(x: float) -> str:
     return f"{100 * x:.0f}"
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], base_length: int | None = None) -> str:
+def markdown_table(rows: Sequence[Mapping[str, Any]], base_length: int | None = None, by: str = "length") -> str:
     """A markdown table: mean % over seeds per length, per-seed % in brackets when there are several.
 
     Columns are every length any row was scored at (``-`` where a row was not); multiples are of
-    ``base_length`` (default: the shortest length).
+    ``base_length`` (default: the shortest length). ``by="pairs"``: columns are numbers of pairs.
     """
     lengths = sorted({n for row in rows for n in row["lengths"]})
     base = base_length or lengths[0]
-    head = " | ".join(f"{n} ({n / base:g}x)" for n in lengths)
+    head = " | ".join(f"{n} pairs" if by == "pairs" else f"{n} ({n / base:g}x)" for n in lengths)
     lines = [f"| variant | seeds | {head} |", "|---|---:|" + "---:|" * len(lengths)]
     for row in rows:
         cells = []
@@ -109,8 +140,9 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], base_length: int | None = 
     return "\n".join(lines) + "\n"
 
 
-def plot_seed_curves(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Accuracy against length (log scale): the mean over seeds as a line, the range as a band."""
+def plot_seed_curves(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "", by: str = "length"
+                     ) -> Path:
+    """Accuracy against length (or MQAR pairs; log scale): the mean over seeds as a line, the range as a band."""
     from .scoring import _pyplot, _save
 
     plt = _pyplot()
@@ -125,7 +157,7 @@ def plot_seed_curves(rows: Sequence[Mapping[str, Any]], path: str | Path, title:
     ax.set_xticks(ticks, [str(n) for n in ticks])
     ax.minorticks_off()
     ax.grid(alpha=0.3)
-    ax.set_xlabel("context length (tokens)")
+    ax.set_xlabel("key-value pairs in context" if by == "pairs" else "context length (tokens)")
     ax.set_ylabel("accuracy (mean over seeds; band: min-max)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)
@@ -146,15 +178,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--group", type=_group, action="append", required=True, help="LABEL=RUN[,RUN...]")
     parser.add_argument("--plot", help="PNG of accuracy against length")
     parser.add_argument("--title", default="")
+    parser.add_argument("--by", choices=BY, default="length",
+                        help="columns: context length (default), or MQAR key-value pairs (every query's accuracy)")
     args = parser.parse_args(argv)
     try:
-        rows = seed_rows(dict(args.group))
+        rows = seed_rows(dict(args.group), args.by)
     except (ValueError, FileNotFoundError) as err:
         print(f"{parser.prog}: {err}", file=sys.stderr)
         return 2
-    sys.stdout.write(markdown_table(rows))
+    sys.stdout.write(markdown_table(rows, by=args.by))
     if args.plot:
-        plot_seed_curves(rows, args.plot, args.title)
+        plot_seed_curves(rows, args.plot, args.title, args.by)
     return 0
 
 
