@@ -34,9 +34,9 @@ def test_every_subcommand_has_help(argv, capsys):
 
 def test_train_task_takes_section_key_overrides_through_main(tmp_path):
     overrides = ["model.hidden_size=32", "model.num_hidden_layers=1", "model.num_attention_heads=2",
-                 "model.intermediate_size=64", f"out_dir='{tmp_path / 'tt'}'", "train.length=100", "train.mixed_lengths=[]", "train.steps=2",
-                 "train.batch_size=2", "train.warmup_steps=1", "eval.multipliers=[1]", "eval.samples=1",
-                 "eval.depths=[50.0]"]
+                 "model.intermediate_size=64", f"out_dir='{tmp_path / 'tt'}'", "train.length=100",
+                 "train.mixed_lengths=[]", "train.steps=2", "train.batch_size=2", "train.warmup_steps=1",
+                 "eval.multipliers=[1]", "eval.samples=1", "eval.depths=[50.0]"]
     argv = ["eval", "train-task", "--config", str(CONFIGS / "transformer.toml"), *(f"--{o}" for o in overrides)]
     assert main(argv) == 0
     results = json.loads((tmp_path / "tt" / "results.json").read_text())

@@ -165,7 +165,8 @@ def test_run_ppl_writes_report_for_two_models(tmp_path):
     add_ppl_arguments(parser)
     args = parser.parse_args(["--model", paths[0], "--model", paths[1], "--corpus", "text", "--corpus-path",
                               str(corpus), "--split", "val", "--val-fraction", "0.5", "--piece", "33",
-                              "--device", "cpu", "--max-tokens", "150", "--windows", "2", "--out", str(tmp_path / "out")])
+                              "--device", "cpu", "--max-tokens", "150", "--windows", "2",
+                              "--out", str(tmp_path / "out")])
     assert run_ppl(args) == 0
     report = json.loads((tmp_path / "out" / "ppl.json").read_text())
     assert [r["label"] for r in report["results"]] == ["mac", "swa"]

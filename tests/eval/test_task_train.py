@@ -15,7 +15,7 @@ from titanmem.eval.loading import load_model
 from titanmem.eval.scoring import ModelAnswerer, evaluate_task
 from titanmem.eval.task_train import (answer_span_accuracy, load_task_job, make_batch, run_task_job, task_job_from_dict,
                                       train_on_task)
-from titanmem.eval.tasks import make_task
+from titanmem.eval.tasks import Example, make_task
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "tasks"
 # A 2-block width-32 model and a 3-step budget: the code paths of a task job in about a second.
@@ -180,6 +180,9 @@ def test_answer_span_accuracy_scores_every_mqar_query_teacher_forced():
         answer_span_accuracy(oracle, [], task.tokenizer)
     with pytest.raises(ValueError, match="batch_size"):
         answer_span_accuracy(oracle, examples, task.tokenizer, batch_size=0)
+    bare = Example("", "7", {})  # an empty context: the answer would be token 0
+    with pytest.raises(ValueError, match=r"examples\[3\]: an answer must start after"):
+        answer_span_accuracy(oracle, [*examples, bare], task.tokenizer)
 
 
 def test_an_mqar_job_also_reports_every_query(tmp_path):

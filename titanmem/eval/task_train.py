@@ -184,8 +184,6 @@ def _encode_answer_spans(ex: Example, tokenizer: Tokenizer, loss_on: str) -> tup
     ids: list[int] = []
     ranges, cursor = [], 0
     for start, end in spans:
-        if start < 1:
-            raise ValueError(f"an answer span must start after the text's first character, got {(start, end)}")
         ids += tokenizer.encode(ex.text[cursor:start])
         answer = tokenizer.encode(ex.text[start:end])
         ranges.append((len(ids), len(ids) + len(answer)))
@@ -210,10 +208,13 @@ def make_batch(examples: Sequence[Example], tokenizer: Tokenizer, loss_on: str =
             lab[start:end] = ids[start:end]
         rows.append(ids)
         labels.append(lab)
+    return _right_pad(rows, 0), _right_pad(labels, -100)
+
+
+def _right_pad(rows: Sequence[list[int]], fill: int) -> torch.Tensor:
+    """``[len(rows), longest row]`` long tensor of ``rows``, each right-padded with ``fill``."""
     width = max(map(len, rows))
-    ids_t = torch.tensor([r + [0] * (width - len(r)) for r in rows], dtype=torch.long)
-    lab_t = torch.tensor([r + [-100] * (width - len(r)) for r in labels], dtype=torch.long)
-    return ids_t, lab_t
+    return torch.tensor([r + [fill] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
 @torch.no_grad()
@@ -231,7 +232,7 @@ def answer_span_accuracy(model: torch.nn.Module, examples: Sequence[Example], to
         fraction of answer tokens right}``.
 
     Raises:
-        ValueError: ``examples`` is empty or ``batch_size < 1``.
+        ValueError: ``examples`` is empty, ``batch_size < 1``, or an answer opens an example's text.
     """
     if not examples:
         raise ValueError("examples must hold at least one example, got none")
@@ -241,8 +242,11 @@ def answer_span_accuracy(model: torch.nn.Module, examples: Sequence[Example], to
     n = correct = n_tokens = correct_tokens = 0
     for i in range(0, len(examples), batch_size):
         encoded = [_encode_answer_spans(ex, tokenizer, "all_answers") for ex in examples[i:i + batch_size]]
-        width = max(len(ids) for ids, _ in encoded)
-        batch = torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in encoded], dtype=torch.long, device=device)
+        opening = [i + j for j, (_, ranges) in enumerate(encoded) if ranges[0][0] < 1]
+        if opening:  # token 0 has no prediction before it to score
+            raise ValueError(f"examples[{opening[0]}]: an answer must start after the text's first token, "
+                             f"got one at token 0")
+        batch = _right_pad([ids for ids, _ in encoded], 0).to(device)
         # position t predicts token t + 1; right padding cannot change earlier positions
         predicted = model(batch, use_cache=False).logits.argmax(-1).cpu()
         for row, (ids, ranges) in enumerate(encoded):
