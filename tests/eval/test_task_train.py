@@ -294,6 +294,34 @@ def test_mixed_lengths_cycle_through_the_listed_lengths(monkeypatch):
     assert [w - widths[0] for w in widths] == [0, 31, 0, 31, 0]
 
 
+def test_mixed_from_trains_at_the_length_first_then_starts_the_cycle(monkeypatch):
+    from titanmem.eval import task_train
+
+    widths = []
+
+    def spy(examples, tokenizer, loss_on="answer"):
+        ids, labels = make_batch(examples, tokenizer, loss_on)
+        widths.append(ids.shape[1])
+        return ids, labels
+
+    monkeypatch.setattr(task_train, "make_batch", spy)
+    job = task_job_from_dict({"model": {"variant": "swa", **SMALL},
+                              "train": {"steps": 6, "batch_size": 2, "length": 100, "mixed_lengths": [131, 100, 150],
+                                        "mixed_from": 2, "warmup_steps": 1}})
+    train_on_task(job, log=None)
+    # steps 0-1 at 100 tokens, then the cycle from its first entry: 131, 100, 150, 131
+    assert [w - widths[0] for w in widths] == [0, 0, 31, 0, 50, 31]
+    assert [task_train.train_length(job.train, s) for s in range(6)] == [100, 100, 131, 100, 150, 131]
+
+
+@pytest.mark.parametrize("train", [{"mixed_from": 3},  # no cycle to start
+                                   {"mixed_from": 10, "steps": 10, "mixed_lengths": [256, 512]},  # never starts
+                                   {"mixed_from": -1, "mixed_lengths": [256, 512]}])
+def test_bad_mixed_from_names_the_key(train):
+    with pytest.raises(ValueError, match="train.mixed_from"):
+        task_job_from_dict({"train": train})
+
+
 @pytest.mark.parametrize("value", [[0, 100], 100, ["100"], [300, 600]])
 def test_bad_mixed_lengths_name_the_key(value):
     # [300, 600] leaves out train.length (256 by default), which would then be silently ignored

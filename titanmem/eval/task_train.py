@@ -76,10 +76,15 @@ class TrainSettings:
     ``mixed_lengths``: when not empty, step ``s`` trains on examples of ``mixed_lengths[s % n]`` tokens
     (a fixed cycle, so every variant sees the same data); ``length``, which must be one of them, stays
     the length that ``eval.multipliers`` scale. Empty: every step at ``length``.
+    ``mixed_from``: a curriculum. Steps before it train at ``length`` only, and the cycle of
+    ``mixed_lengths`` starts at that step (``mixed_lengths[(s - mixed_from) % n]``). For a model that
+    must first learn the task at one length (MAC learns the pass-key between steps 350 and 520 at
+    256 tokens, and not at all on the cycle from step 0: docs/results.md). 0: the cycle from step 0.
     """
 
     length: int = 256
     mixed_lengths: list[int] = field(default_factory=list)
+    mixed_from: int = 0
     steps: int = 300
     batch_size: int = 16
     lr: float = 3e-3
@@ -92,6 +97,14 @@ class TrainSettings:
     device: str = "cpu"
     threads: int = 0
     log_every: int = 25
+
+
+def train_length(t: TrainSettings, step: int) -> int:
+    """Context length in tokens of training step ``step`` (0-based): ``length``, or the cycle of
+    ``mixed_lengths`` from step ``mixed_from`` on (see :class:`TrainSettings`)."""
+    if not t.mixed_lengths or step < t.mixed_from:
+        return t.length
+    return t.mixed_lengths[(step - t.mixed_from) % len(t.mixed_lengths)]
 
 
 @dataclass
@@ -139,6 +152,7 @@ def task_job_from_dict(raw: Mapping[str, Any]) -> TaskJob:
     check_train_section(t, (("train.length", t.length, 1), ("train.steps", t.steps, 1),
                             ("train.batch_size", t.batch_size, 1), ("train.warmup_steps", t.warmup_steps, 0),
                             ("train.log_every", t.log_every, 1), ("train.threads", t.threads, 0),
+                            ("train.mixed_from", t.mixed_from, 0),
                             ("eval.samples", e.samples, 1), ("eval.batch_size", e.batch_size, 1)))
     if not isinstance(t.mixed_lengths, list) or not all(isinstance(n, int) and n >= 1 for n in t.mixed_lengths):
         raise ValueError(f"train.mixed_lengths must be a list of ints >= 1, got {t.mixed_lengths!r}")
@@ -146,6 +160,10 @@ def task_job_from_dict(raw: Mapping[str, Any]) -> TaskJob:
         # a changed train.length would otherwise be silently ignored by the cycle
         raise ValueError(f"train.length {t.length} must be one of train.mixed_lengths {t.mixed_lengths} "
                          "(set train.mixed_lengths=[] to train at train.length only)")
+    if t.mixed_from and not (t.mixed_lengths and t.mixed_from < t.steps):
+        # either setting would leave the curriculum without its second phase, silently
+        raise ValueError(f"train.mixed_from {t.mixed_from} needs a non-empty train.mixed_lengths (got "
+                         f"{t.mixed_lengths}) and must be below train.steps {t.steps}")
     if t.loss_on not in ("answer", "all_answers"):
         raise ValueError(f"train.loss_on must be 'answer' or 'all_answers', got {t.loss_on!r}")
     if not all(isinstance(m, int) and m >= 1 for m in e.multipliers) or not e.multipliers:
@@ -283,7 +301,7 @@ def train_on_task(job: TaskJob, log: Callable[[str], None] | None = print
 
     def batches():
         for step in range(t.steps):
-            length = t.mixed_lengths[step % len(t.mixed_lengths)] if t.mixed_lengths else t.length
+            length = train_length(t, step)
             examples = task.examples(t.batch_size, length, "train", t.seed, start=step * t.batch_size)
             ids, labels = make_batch(examples, task.tokenizer, t.loss_on)
             yield ids.to(device), labels.to(device)
