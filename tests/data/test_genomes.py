@@ -12,7 +12,7 @@ from titanmem.cli import main
 from titanmem.data import CorpusNotFoundError, load_corpus, split_documents
 from titanmem.data import genomes
 from titanmem.data.genomes import (
-    GENOME_PACKAGES, clean_sequence, genome_corpus, read_fasta, read_genbank, read_maf_rows, reverse_complement,
+    GAP_BASES, GENOME_PACKAGES, clean_sequence, contigs, genome_corpus, read_fasta, read_genbank, read_maf_rows, reverse_complement,
 )
 
 # Three records: 12 + 10 + 7 bases; soft-masked lower case, an IUPAC code (R) and Ns.
@@ -140,12 +140,40 @@ def test_bacteria_are_one_document_per_species(tmp_path):
     assert [(d.name, d.text) for d in docs] == [("dna-bacteria/E.Coli", "ACGA\nACGT"), ("dna-bacteria/H.Pylori", "TTTT")]
 
 
+def test_contigs_drop_assembly_gaps_and_keep_short_runs_of_n():
+    gap = "N" * GAP_BASES
+    assert GAP_BASES == 100  # NCBI's unknown-length gap; a change here changes every DNA corpus
+    assert contigs(gap + "ACGT" + gap + "N" * 7 + "GGNNT" + "N" * (GAP_BASES - 1) + "A" + gap) == [
+        "ACGT", "GGNNT" + "N" * (GAP_BASES - 1) + "A"]
+    assert contigs("ACNNNG", min_gap=3) == ["AC", "G"] and contigs("ACNNG", min_gap=3) == ["ACNNG"]
+    assert contigs(gap) == [] and contigs("") == []
+
+
+@pytest.mark.parametrize("min_gap", [0, -1, 2.5, True])
+def test_contigs_reject_a_bad_gap_length(min_gap):
+    with pytest.raises(ValueError, match="min_gap"):
+        contigs("ACGT", min_gap=min_gap)
+
+
 def test_human_corpus_reads_chrx_and_the_human_rows_of_chr22(tmp_path):
     _package_tree(tmp_path, "smalt-examples", GENOME_PACKAGES["smalt-examples"][1][0], ">X\nACGTNNAC\n")
     _package_tree(tmp_path, "maffilter-examples", GENOME_PACKAGES["maffilter-examples"][1][0], MAF)
     docs = load_corpus("dna-human", tmp_path)
     # The chr22 blocks are joined by one N that marks the gap between them.
     assert [(d.name, d.text) for d in docs] == [("dna-human/chr22", "ACGTACGTNTTGA"), ("dna-human/chrX", "ACGTNNAC")]
+
+
+def test_assembly_gaps_leave_the_corpora_as_separators(tmp_path, monkeypatch):
+    gap = "N" * GAP_BASES
+    _package_tree(tmp_path, "smalt-examples", GENOME_PACKAGES["smalt-examples"][1][0], f">X\n{gap}ACGT{gap}GGA\n")
+    _package_tree(tmp_path, "maffilter-examples", GENOME_PACKAGES["maffilter-examples"][1][0], MAF)
+    assert genome_corpus("dna-human", tmp_path)[0].text == "ACGT\nGGA"
+    _package_tree(tmp_path, "ragout-examples", "usr/share/doc/ragout/examples/E.Coli/references/K12.fasta.gz",
+                  f">K12\nACGT{gap}TTA\n")
+    assert [d.text for d in genome_corpus("dna-bacteria", tmp_path)] == ["ACGT\nTTA"]
+    monkeypatch.setattr(genomes, "REGION_BASES", 4)
+    _package_tree(tmp_path, "r-bioc-bsgenome", GENOME_PACKAGES["r-bioc-bsgenome"][1][0], f">chrX\nACG{gap}TTGCA\n")
+    assert [d.text for d in genome_corpus("dna-worm", tmp_path)] == ["ACG\n", "TTGC", "A"]
 
 
 @pytest.mark.parametrize("corpus", ["dna-human", "dna-bacteria", "dna-worm"])

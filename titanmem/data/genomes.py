@@ -14,7 +14,9 @@ Corpora (``load_corpus`` names; ``docs/genomics.md`` lists sizes and licences):
 A sequence is stored as upper-case ``A``, ``C``, ``G``, ``T`` and ``N`` (:func:`clean_sequence`):
 soft-masked repeats (lower case) become upper case, every other IUPAC code becomes ``N``. Records
 inside one document are separated by ``"\\n"``, which the nucleotide tokenizers read as their
-separator token. The packages are unpacked with ``apt-get download`` + ``dpkg -x`` into
+separator token; so are the contigs between assembly gaps (runs of :data:`GAP_BASES` or more ``N``),
+which are dropped (:func:`contigs`).
+The packages are unpacked with ``apt-get download`` + ``dpkg -x`` into
 ``$TITANMEM_DATA_DIR/dna/<package>`` (default ``~/.cache/titanmem/dna/<package>``) by
 ``titanmem data dna-human`` etc., so nothing is installed system-wide (``r-bioc-bsgenome`` would pull
 in R); a normal ``apt-get install`` of a package is found too.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import sys
 import zipfile
 import shutil
@@ -38,8 +41,8 @@ from .documents import CorpusNotFoundError, Document
 from .sources import default_data_dir
 
 __all__ = [
-    "GENOME_CORPORA", "GENOME_PACKAGES", "JANGGU_PACKAGE", "JANGGU_WHEEL_SHA256", "NUCLEOTIDES", "REGION_BASES",
-    "GenomeRecord", "clean_sequence", "fetch_janggu", "fetch_packages", "genome_corpus", "genome_dir", "janggu_files",
+    "GAP_BASES", "GENOME_CORPORA", "GENOME_PACKAGES", "JANGGU_PACKAGE", "JANGGU_WHEEL_SHA256", "NUCLEOTIDES", "REGION_BASES",
+    "GenomeRecord", "clean_sequence", "contigs", "fetch_janggu", "fetch_packages", "genome_corpus", "genome_dir", "janggu_files",
     "package_files", "read_fasta", "read_genbank", "read_maf_rows", "reverse_complement",
 ]
 
@@ -72,6 +75,10 @@ JANGGU_WHEEL_SHA256 = "3825abe65578509232fcaa1e56f9eb5d71de105d70c9bcc9551357adc
 JANGGU_FILES = ("sample.fa", "sample2.fa")
 
 # Every byte that is not A, C, G or T (either case) reads as N.
+GAP_BASES = 100
+"""Runs of at least this many ``N`` are assembly gaps (:func:`contigs`): NCBI writes a gap of
+unknown length as exactly 100 ``N`` (``ragout-examples`` has 21), GRCh37 its gaps as runs of 50 kb
+and more (chrX of ``smalt-examples``: 14 gaps, 3.76 Mbp, 5.4% of the record)."""
 _CLEAN = bytes(b if b in b"ACGT" else (b - 32 if b in b"acgt" else ord("N")) for b in range(256))
 
 
@@ -92,6 +99,22 @@ def clean_sequence(sequence: str) -> str:
     if not isinstance(sequence, str):
         raise TypeError(f"sequence must be a str, got {type(sequence).__name__}")
     return sequence.encode("ascii", errors="replace").translate(_CLEAN).decode("ascii")
+
+
+def contigs(sequence: str, min_gap: int | None = None) -> list[str]:
+    """The stretches of ``sequence`` between assembly gaps, in order; gaps and empty pieces dropped.
+
+    A gap is a run of at least ``min_gap`` ``N`` (default :data:`GAP_BASES`); shorter runs of unknown
+    bases stay, as sequence. Without this a training window can lie wholly inside a gap: chrX's
+    centromere alone is 3.1 Mbp of ``N``, and such a window (loss near 0) teaches nothing.
+
+    Raises:
+        ValueError: ``min_gap < 1``.
+    """
+    min_gap = GAP_BASES if min_gap is None else min_gap
+    if isinstance(min_gap, bool) or not isinstance(min_gap, int) or min_gap < 1:
+        raise ValueError(f"min_gap must be an int >= 1, got {min_gap!r}")
+    return [piece for piece in re.split(f"N{{{min_gap},}}", sequence) if piece]
 
 
 def reverse_complement(sequence: str) -> str:
@@ -202,18 +225,19 @@ def genome_corpus(corpus: str, path: str | os.PathLike | None = None) -> list[Do
     if corpus == "dna-human":
         (chrx,) = files["smalt-examples"]
         (maf,) = files["maffilter-examples"]
-        x = "\n".join(r.sequence for r in read_fasta(chrx))
+        x = "\n".join(c for r in read_fasta(chrx) for c in contigs(r.sequence))
         # The blocks are disjoint stretches of chr22 in order; N between them marks each gap.
         chr22 = "N".join(r.sequence for r in read_maf_rows(maf, "Hsap."))
         return [Document("dna-human/chrX", x), Document("dna-human/chr22", chr22)]
     if corpus == "dna-bacteria":
         species: dict[str, list[str]] = {}
         for f in files["ragout-examples"]:
-            species.setdefault(f.parent.parent.name, []).extend(r.sequence for r in read_fasta(f))
+            species.setdefault(f.parent.parent.name, []).extend(c for r in read_fasta(f) for c in contigs(r.sequence))
         return [Document(f"dna-bacteria/{name}", "\n".join(seqs)) for name, seqs in sorted(species.items())]
     if corpus == "dna-worm":
         (chrx,) = files["r-bioc-bsgenome"]
-        return _regions("dna-worm/chrX", "\n".join(r.sequence for r in read_fasta(chrx)), REGION_BASES)
+        return _regions("dna-worm/chrX", "\n".join(c for r in read_fasta(chrx) for c in contigs(r.sequence)),
+                        REGION_BASES)
     (gbk,) = files["cct-examples"]
     return [Document(f"dna-ecoli/{r.id}", clean_sequence(str(r.seq))) for r in read_genbank(gbk)]
 
