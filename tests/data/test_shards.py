@@ -101,6 +101,23 @@ def test_rerun_returns_without_rewriting_and_other_settings_are_refused(tmp_path
         prepare_dataset(tmp_path / "junk", "text", corpus_path=corpus)
 
 
+def test_a_dataset_of_an_older_corpus_revision_is_refused_not_reused(tmp_path, corpus, monkeypatch):
+    from titanmem.data import corpora
+
+    out = prepare_dataset(tmp_path / "ds", "text", corpus_path=corpus, val_fraction=0.3)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["corpus_revision"] == 1
+    # A dataset written before revisions were recorded counts as revision 1 and is still reused ...
+    del meta["corpus_revision"]
+    (out / "meta.json").write_text(json.dumps(meta))
+    assert prepare_dataset(tmp_path / "ds", "text", corpus_path=corpus, val_fraction=0.3) == out
+    # ... until the corpus's builder changes (as the genomes' did when assembly gaps were dropped).
+    monkeypatch.setitem(corpora.CORPUS_REVISIONS, "text", 2)
+    with pytest.raises(ValueError, match="corpus_revision=1, not corpus_revision=2.*another folder"):
+        prepare_dataset(tmp_path / "ds", "text", corpus_path=corpus, val_fraction=0.3)
+    assert corpora.corpus_revision("dna-human") == 2 and corpora.corpus_revision("shakespeare") == 1
+
+
 def test_truncated_or_missing_data_is_reported_on_open(tmp_path, corpus):
     with pytest.raises(CorpusNotFoundError, match="titanmem prepare"):
         TokenDataset(tmp_path / "nothing")

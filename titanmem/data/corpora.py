@@ -22,10 +22,22 @@ from . import genomes, sources
 from ..checks import check_fraction, check_int
 from .documents import CorpusNotFoundError, Document
 
-__all__ = ["CORPORA", "CorpusNotFoundError", "Document", "load_corpus", "split_documents"]
+__all__ = ["CORPORA", "CORPUS_REVISIONS", "CorpusNotFoundError", "Document", "corpus_revision", "load_corpus",
+           "split_documents"]
 
 CORPORA: tuple[str, ...] = ("shakespeare", "sotu", "kjv", "web", "gcide", "text", "dna-human", "dna-bacteria",
                             "dna-worm")
+
+CORPUS_REVISIONS: dict[str, int] = {"dna-human": 2, "dna-bacteria": 2, "dna-worm": 2}
+"""Bumped when what a corpus builds from the same files changes, so that a dataset prepared from an
+older revision is refused rather than silently reused (:func:`titanmem.data.shards.prepare_dataset`).
+Revision 2 of the genomes drops assembly gaps (:func:`titanmem.data.genomes.contigs`). Corpora not
+listed are at revision 1."""
+
+
+def corpus_revision(name: str) -> int:
+    """The revision of corpus ``name`` (:data:`CORPUS_REVISIONS`; 1 when not listed)."""
+    return CORPUS_REVISIONS.get(name, 1)
 
 
 def load_corpus(name: str, path: str | os.PathLike | None = None) -> list[Document]:

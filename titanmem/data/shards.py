@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..checks import check_fraction, check_int
-from .corpora import CorpusNotFoundError, Document, load_corpus, split_documents
+from .corpora import CorpusNotFoundError, Document, corpus_revision, load_corpus, split_documents
 from .files import fsync_path
 from .tokenizers import ByteTokenizer, Tokenizer, get_tokenizer
 
@@ -27,7 +27,7 @@ __all__ = ["FORMAT", "TokenDataset", "prepare_dataset"]
 FORMAT = 1
 SEPARATOR = "\n\n"  # between documents, so a model sees where one ends
 SPLITS = ("train", "val")
-_SETTINGS = ("corpus", "corpus_path", "tokenizer", "val_fraction", "seed")
+_SETTINGS = ("corpus", "corpus_revision", "corpus_path", "tokenizer", "val_fraction", "seed")
 
 
 def _dtype(vocab_size: int) -> np.dtype:
@@ -80,7 +80,8 @@ class _ShardWriter:
 
 
 def _settings(meta: dict[str, Any]) -> dict[str, Any]:
-    return {k: meta.get(k) for k in _SETTINGS}
+    # Datasets prepared before revisions were recorded hold revision 1 of their corpus.
+    return {k: meta.get(k, 1 if k == "corpus_revision" else None) for k in _SETTINGS}
 
 
 def _existing(out_dir: Path, wanted: dict[str, Any]) -> bool:
@@ -126,9 +127,9 @@ def prepare_dataset(out_dir: str | os.PathLike, corpus: str = "shakespeare", tok
     """Tokenize ``corpus`` into ``out_dir`` (train/val shards and ``meta.json``) once; return ``out_dir``.
 
     Documents are split by :func:`split_documents`; each split is its documents in name order joined
-    by the tokens of ``"\\n\\n"``. If ``out_dir`` already holds a dataset with the same corpus,
-    corpus_path, tokenizer, val_fraction and seed, it is returned untouched; different settings raise
-    ValueError. Shard files are fsynced and the folder appears in one rename.
+    by the tokens of ``"\\n\\n"``. If ``out_dir`` already holds a dataset with the same corpus (and
+    :func:`~titanmem.data.corpora.corpus_revision`), corpus_path, tokenizer, val_fraction and seed, it
+    is returned untouched; different settings raise ValueError. Shard files are fsynced and the folder appears in one rename.
     """
     if not isinstance(out_dir, (str, os.PathLike)):
         raise TypeError(f"out_dir must be a str or os.PathLike, got {type(out_dir).__name__} ({out_dir!r})")
@@ -139,7 +140,8 @@ def prepare_dataset(out_dir: str | os.PathLike, corpus: str = "shakespeare", tok
     tok = get_tokenizer(tokenizer)
     # corpus_path is stored absolute so that re-running from another working directory still matches.
     where = None if corpus_path is None else str(Path(corpus_path).expanduser().absolute())
-    wanted = {"corpus": corpus, "corpus_path": where, "tokenizer": tok.name, "val_fraction": val_fraction, "seed": seed}
+    wanted = {"corpus": corpus, "corpus_revision": corpus_revision(corpus), "corpus_path": where, "tokenizer": tok.name,
+              "val_fraction": val_fraction, "seed": seed}
     if _existing(out_dir, wanted):
         return out_dir
 
