@@ -13,8 +13,8 @@ import torch
 from titanmem.eval import task_cli
 from titanmem.eval.loading import load_model
 from titanmem.eval.scoring import ModelAnswerer, evaluate_task
-from titanmem.eval.task_train import (answer_span_accuracy, load_task_job, make_batch, run_task_job, task_job_from_dict,
-                                      train_on_task)
+from titanmem.eval.task_train import (TaskJob, answer_span_accuracy, load_task_job, make_batch, run_task_job,
+                                      task_job_from_dict, train_length, train_on_task)
 from titanmem.eval.tasks import Example, make_task
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "tasks"
@@ -275,7 +275,8 @@ def test_every_shipped_task_config_loads_and_builds(path):
         assert (job.train.length, job.train.mixed_lengths) == (256, [])
 
 
-def test_mixed_lengths_cycle_through_the_listed_lengths(monkeypatch):
+def _trained_widths(monkeypatch, train: dict) -> tuple[list[int], TaskJob]:
+    """The batch width of every step of a tiny SWA task job with ``train`` settings, and the job."""
     from titanmem.eval import task_train
 
     widths = []
@@ -287,31 +288,22 @@ def test_mixed_lengths_cycle_through_the_listed_lengths(monkeypatch):
 
     monkeypatch.setattr(task_train, "make_batch", spy)
     job = task_job_from_dict({"model": {"variant": "swa", **SMALL},
-                              "train": {"steps": 5, "batch_size": 2, "length": 100, "mixed_lengths": [100, 131],
-                                        "warmup_steps": 1}})
+                              "train": {"batch_size": 2, "length": 100, "warmup_steps": 1, **train}})
     train_on_task(job, log=None)
+    return widths, job
+
+
+def test_mixed_lengths_cycle_through_the_listed_lengths(monkeypatch):
+    widths, _ = _trained_widths(monkeypatch, {"steps": 5, "mixed_lengths": [100, 131]})
     # each row is the context (the listed length) plus the answer, the same for every step
     assert [w - widths[0] for w in widths] == [0, 31, 0, 31, 0]
 
 
 def test_mixed_from_trains_at_the_length_first_then_starts_the_cycle(monkeypatch):
-    from titanmem.eval import task_train
-
-    widths = []
-
-    def spy(examples, tokenizer, loss_on="answer"):
-        ids, labels = make_batch(examples, tokenizer, loss_on)
-        widths.append(ids.shape[1])
-        return ids, labels
-
-    monkeypatch.setattr(task_train, "make_batch", spy)
-    job = task_job_from_dict({"model": {"variant": "swa", **SMALL},
-                              "train": {"steps": 6, "batch_size": 2, "length": 100, "mixed_lengths": [131, 100, 150],
-                                        "mixed_from": 2, "warmup_steps": 1}})
-    train_on_task(job, log=None)
+    widths, job = _trained_widths(monkeypatch, {"steps": 6, "mixed_lengths": [131, 100, 150], "mixed_from": 2})
     # steps 0-1 at 100 tokens, then the cycle from its first entry: 131, 100, 150, 131
     assert [w - widths[0] for w in widths] == [0, 0, 31, 0, 50, 31]
-    assert [task_train.train_length(job.train, s) for s in range(6)] == [100, 100, 131, 100, 150, 131]
+    assert [train_length(job.train, s) for s in range(6)] == [100, 100, 131, 100, 150, 131]
 
 
 @pytest.mark.parametrize("train", [{"mixed_from": 3},  # no cycle to start
