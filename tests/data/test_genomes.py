@@ -12,7 +12,8 @@ from titanmem.cli import main
 from titanmem.data import CorpusNotFoundError, load_corpus, split_documents
 from titanmem.data import genomes
 from titanmem.data.genomes import (
-    GAP_BASES, GENOME_PACKAGES, clean_sequence, contigs, genome_corpus, read_fasta, read_genbank, read_maf_rows, reverse_complement,
+    GAP_BASES, GENOME_PACKAGES, clean_sequence, contigs, genome_corpus, read_fasta, read_genbank, read_maf_rows,
+    reverse_complement,
 )
 
 # Three records: 12 + 10 + 7 bases; soft-masked lower case, an IUPAC code (R) and Ns.

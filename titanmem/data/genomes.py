@@ -41,9 +41,9 @@ from .documents import CorpusNotFoundError, Document
 from .sources import default_data_dir
 
 __all__ = [
-    "GAP_BASES", "GENOME_CORPORA", "GENOME_PACKAGES", "JANGGU_PACKAGE", "JANGGU_WHEEL_SHA256", "NUCLEOTIDES", "REGION_BASES",
-    "GenomeRecord", "clean_sequence", "contigs", "fetch_janggu", "fetch_packages", "genome_corpus", "genome_dir", "janggu_files",
-    "package_files", "read_fasta", "read_genbank", "read_maf_rows", "reverse_complement",
+    "GAP_BASES", "GENOME_CORPORA", "GENOME_PACKAGES", "JANGGU_PACKAGE", "JANGGU_WHEEL_SHA256", "NUCLEOTIDES",
+    "REGION_BASES", "GenomeRecord", "clean_sequence", "contigs", "fetch_janggu", "fetch_packages", "genome_corpus",
+    "genome_dir", "janggu_files", "package_files", "read_fasta", "read_genbank", "read_maf_rows", "reverse_complement",
 ]
 
 NUCLEOTIDES = "ACGTN"
@@ -74,11 +74,12 @@ JANGGU_PACKAGE = "janggu==0.10.2"
 JANGGU_WHEEL_SHA256 = "3825abe65578509232fcaa1e56f9eb5d71de105d70c9bcc9551357adc7d2fc47"
 JANGGU_FILES = ("sample.fa", "sample2.fa")
 
-# Every byte that is not A, C, G or T (either case) reads as N.
 GAP_BASES = 100
 """Runs of at least this many ``N`` are assembly gaps (:func:`contigs`): NCBI writes a gap of
 unknown length as exactly 100 ``N`` (``ragout-examples`` has 21), GRCh37 its gaps as runs of 50 kb
 and more (chrX of ``smalt-examples``: 14 gaps, 3.76 Mbp, 5.4% of the record)."""
+
+# Every byte that is not A, C, G or T (either case) reads as N.
 _CLEAN = bytes(b if b in b"ACGT" else (b - 32 if b in b"acgt" else ord("N")) for b in range(256))
 
 
@@ -232,7 +233,8 @@ def genome_corpus(corpus: str, path: str | os.PathLike | None = None) -> list[Do
     if corpus == "dna-bacteria":
         species: dict[str, list[str]] = {}
         for f in files["ragout-examples"]:
-            species.setdefault(f.parent.parent.name, []).extend(c for r in read_fasta(f) for c in contigs(r.sequence))
+            pieces = (c for r in read_fasta(f) for c in contigs(r.sequence))
+            species.setdefault(f.parent.parent.name, []).extend(pieces)
         return [Document(f"dna-bacteria/{name}", "\n".join(seqs)) for name, seqs in sorted(species.items())]
     if corpus == "dna-worm":
         (chrx,) = files["r-bioc-bsgenome"]

@@ -129,7 +129,8 @@ def prepare_dataset(out_dir: str | os.PathLike, corpus: str = "shakespeare", tok
     Documents are split by :func:`split_documents`; each split is its documents in name order joined
     by the tokens of ``"\\n\\n"``. If ``out_dir`` already holds a dataset with the same corpus (and
     :func:`~titanmem.data.corpora.corpus_revision`), corpus_path, tokenizer, val_fraction and seed, it
-    is returned untouched; different settings raise ValueError. Shard files are fsynced and the folder appears in one rename.
+    is returned untouched; different settings raise ValueError. Shard files are fsynced and the folder
+    appears in one rename.
     """
     if not isinstance(out_dir, (str, os.PathLike)):
         raise TypeError(f"out_dir must be a str or os.PathLike, got {type(out_dir).__name__} ({out_dir!r})")
