@@ -206,6 +206,11 @@ def package_files(package: str, corpus: str, path: str | os.PathLike | None = No
         _install_hint(corpus) + ("" if path is None else f" --dest {genome_dir(path)}"))
 
 
+def _fasta_contigs(path: Path) -> list[str]:
+    """The contigs of every record of the FASTA file ``path``, in file order (:func:`contigs`)."""
+    return [c for r in read_fasta(path) for c in contigs(r.sequence)]
+
+
 def _regions(name: str, sequence: str, size: int) -> list[Document]:
     return [Document(f"{name}/{i // size:03d}", sequence[i : i + size]) for i in range(0, len(sequence), size)]
 
@@ -226,20 +231,18 @@ def genome_corpus(corpus: str, path: str | os.PathLike | None = None) -> list[Do
     if corpus == "dna-human":
         (chrx,) = files["smalt-examples"]
         (maf,) = files["maffilter-examples"]
-        x = "\n".join(c for r in read_fasta(chrx) for c in contigs(r.sequence))
+        x = "\n".join(_fasta_contigs(chrx))
         # The blocks are disjoint stretches of chr22 in order; N between them marks each gap.
         chr22 = "N".join(r.sequence for r in read_maf_rows(maf, "Hsap."))
         return [Document("dna-human/chrX", x), Document("dna-human/chr22", chr22)]
     if corpus == "dna-bacteria":
         species: dict[str, list[str]] = {}
         for f in files["ragout-examples"]:
-            pieces = (c for r in read_fasta(f) for c in contigs(r.sequence))
-            species.setdefault(f.parent.parent.name, []).extend(pieces)
+            species.setdefault(f.parent.parent.name, []).extend(_fasta_contigs(f))
         return [Document(f"dna-bacteria/{name}", "\n".join(seqs)) for name, seqs in sorted(species.items())]
     if corpus == "dna-worm":
         (chrx,) = files["r-bioc-bsgenome"]
-        return _regions("dna-worm/chrX", "\n".join(c for r in read_fasta(chrx) for c in contigs(r.sequence)),
-                        REGION_BASES)
+        return _regions("dna-worm/chrX", "\n".join(_fasta_contigs(chrx)), REGION_BASES)
     (gbk,) = files["cct-examples"]
     return [Document(f"dna-ecoli/{r.id}", clean_sequence(str(r.seq))) for r in read_genbank(gbk)]
 
