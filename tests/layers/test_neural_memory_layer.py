@@ -196,6 +196,17 @@ def test_the_forgetting_gate_stays_below_max_alpha_and_starts_at_its_bias():
     torch.testing.assert_close(alpha, torch.full_like(alpha, 1e-3 * torch.sigmoid(torch.tensor(-1.0)).item()))
 
 
+def test_the_momentum_gate_starts_at_its_bias():
+    layer = NeuralMemory(hidden_size=12, num_heads=2, chunk_size=8, momentum_bias_init=2.0).double()
+    with torch.no_grad():
+        layer.gate_proj.weight.zero_()
+        (_, _, _, theta, eta, _), _ = layer._inputs(_x(T=5), None)
+    torch.testing.assert_close(eta, torch.full_like(eta, torch.sigmoid(torch.tensor(2.0)).item()))
+    torch.testing.assert_close(theta, torch.full_like(theta, 0.01 * torch.sigmoid(torch.tensor(-2.0)).item()))
+    with pytest.raises(ValueError, match="momentum_bias_init"):
+        NeuralMemory(hidden_size=12, num_heads=2, momentum_bias_init=float("nan"))
+
+
 def test_a_layer_keeps_the_name_its_errors_use():
     assert NeuralMemory(hidden_size=12, num_heads=2, name="encoder.memory").name == "encoder.memory"
     assert NeuralMemory(hidden_size=12, num_heads=2).name == "NeuralMemory"

@@ -141,8 +141,22 @@ def test_memory_safety_fields_reach_every_memory_layer():
     assert all(m.max_surprise == 0.5 and not m.check_finite for m in layers)
 
 
+@pytest.mark.parametrize("variant", ["lmm", "mac", "mag", "mal"])
+def test_gate_initialisations_reach_every_memory_layer(variant):
+    from titanmem.layers import NeuralMemory
+
+    config = TitansConfig(variant=variant, **SMALL, num_hidden_layers=2, forget_bias_init=-7.0,
+                          momentum_bias_init=1.5)
+    layers = [m for m in TitansForCausalLM(config).modules() if isinstance(m, NeuralMemory)]
+    assert len(layers) == 2
+    for layer in layers:
+        theta, eta, alpha = layer.gate_proj.bias.detach().view(3, -1)
+        assert torch.all(theta == -2.0) and torch.all(eta == 1.5) and torch.all(alpha == -7.0)
+
+
 @pytest.mark.parametrize("overrides", [dict(max_alpha=0.0), dict(max_alpha=1.5), dict(max_alpha=True),
-                                       dict(forget_bias_init=float("nan")), dict(forget_bias_init="low")], ids=str)
+                                       dict(forget_bias_init=float("nan")), dict(forget_bias_init="low"),
+                                       dict(momentum_bias_init=float("inf")), dict(momentum_bias_init=None)], ids=str)
 def test_forgetting_gate_fields_are_checked(overrides):
     with pytest.raises(ValueError, match=next(iter(overrides))):
         TitansConfig(variant="lmm", **SMALL, **overrides)

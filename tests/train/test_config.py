@@ -48,6 +48,7 @@ def test_integer_is_accepted_for_a_float_field():
         ("--optim.lr=fast", "optim.lr"),
         ("--optim.lr=-1.0", "optim.lr"),
         ("--optim.grad_accum=0", "optim.grad_accum"),
+        ("--optim.max_skipped=-1", "optim.max_skipped"),
         ("--data.seq_len=1.5", "data.seq_len"),
         ("--data.sampling=shuffled", "data.sampling"),
         ("--data.val_fraction=0", "data.val_fraction"),

@@ -3,6 +3,8 @@ that language modelling, task training, forecasting and few-shot generation all 
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -61,8 +63,81 @@ def test_steps_run_from_start_with_the_schedule_and_stop_when_asked():
     assert model.training
 
 
+class _InfiniteGradient(torch.autograd.Function):
+    """Adds nothing to the loss; its backward gives the input an infinite gradient (an overflowing backward)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.sum() * 0.0
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full((3,), math.inf).expand(1, 3).clone()
+
+
+def _overflowing_on(bad_steps: set[int]):
+    """A squared-error loss whose backward overflows on the given (1-based) calls, forward unchanged."""
+    calls = [0]
+
+    def loss_fn(model, batch):
+        calls[0] += 1
+        loss = _squared_error(model, batch)
+        return loss + _InfiniteGradient.apply(model.weight) if calls[0] in bad_steps else loss
+
+    return loss_fn
+
+
+def test_a_step_with_an_infinite_gradient_is_skipped_and_training_goes_on():
+    batches = _batches(4)
+    model, reference = _linear(), _linear()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (step + 1))
+    records = []
+    with pytest.warns(RuntimeWarning, match="step 2: the gradient norm is inf"):
+        train_steps(model, optimizer, scheduler, iter(batches), _overflowing_on({2}), steps=4, grad_clip=1.0,
+                    on_step=records.append)
+    assert [r.skipped for r in records] == [False, True, False, False]
+    assert [r.lr for r in records] == pytest.approx([0.1, 0.05, 0.1 / 3, 0.025]) and all(
+        math.isfinite(float(r.loss_sum)) for r in records)
+    # The same run without batch 2 (its optimizer step never happened, its schedule step did): equal weights
+    # and the same optimizer state, so the skipped step left nothing behind.
+    ref_opt = torch.optim.AdamW(reference.parameters(), lr=0.1)
+    ref_sched = torch.optim.lr_scheduler.LambdaLR(ref_opt, lambda step: 1.0 / (step + 1))
+    for i, batch in enumerate(batches):
+        if i != 1:
+            _squared_error(reference, batch).backward()
+            torch.nn.utils.clip_grad_norm_(reference.parameters(), 1.0)
+            ref_opt.step()
+            ref_opt.zero_grad()
+        ref_sched.step()
+    torch.testing.assert_close(model.weight, reference.weight, rtol=0, atol=0)
+    assert optimizer.state[model.weight]["step"] == ref_opt.state[reference.weight]["step"] == 3
+
+
+def test_too_many_skipped_steps_in_a_row_stop_the_run():
+    model = _linear()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    with pytest.warns(RuntimeWarning), pytest.raises(FloatingPointError, match="3 step.* in a row.*max_skipped=2"):
+        train_steps(model, optimizer, None, iter(_batches(6)), _overflowing_on({2, 3, 4}), steps=6, max_skipped=2)
+    # Steps that alternate are within the limit: each finite step resets the count.
+    model = _linear()
+    with pytest.warns(RuntimeWarning, match="1 in a row, at most 1"):
+        done = train_steps(model, torch.optim.SGD(model.parameters(), lr=1.0), None, iter(_batches(6)),
+                           _overflowing_on({1, 3, 5}), steps=6, max_skipped=1)
+    assert done == 6
+
+
+def test_with_max_skipped_zero_the_first_overflow_raises_before_anything_changes():
+    model, reference = _linear(), _linear()
+    with pytest.raises(FloatingPointError, match="step 1.*max_skipped=0"):
+        train_steps(model, torch.optim.SGD(model.parameters(), lr=1.0), None, iter(_batches(2)),
+                    _overflowing_on({1}), steps=2, max_skipped=0)
+    torch.testing.assert_close(model.weight, reference.weight, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("kw, error", [(dict(steps=-1), ValueError), (dict(steps=2, grad_accum=0), ValueError),
-                                       (dict(steps=2.0), TypeError), (dict(steps=2, start=-1), ValueError)])
+                                       (dict(steps=2.0), TypeError), (dict(steps=2, start=-1), ValueError),
+                                       (dict(steps=2, max_skipped=-1), ValueError)])
 def test_bad_loop_arguments_name_themselves(kw, error):
     model = _linear()
     name = next(k for k, v in kw.items() if not (isinstance(v, int) and v >= (1 if k == "grad_accum" else 0)))
@@ -141,3 +216,38 @@ def _write_corpus(tmp_path):
         (folder / f"doc{i}.txt").write_text(("All the world's a stage, and all the men and women merely players. " * 8)
                                             + f"Document {i}.\n")
     return folder
+
+
+def test_language_model_training_skips_an_overflowing_step_and_records_it(monkeypatch, tmp_path):
+    import json
+
+    from titanmem.train import config_from_dict, trainer
+
+    real, calls = trainer.lm_loss, [0]
+
+    def overflowing_on_step_2(model, batch, carried=None):
+        calls[0] += 1
+        loss = real(model, batch, carried)
+        if calls[0] == 2:
+            weight = model.get_input_embeddings().weight
+            loss = loss + _InfiniteGradient.apply(weight[:1, :3])
+        return loss
+
+    monkeypatch.setattr(trainer, "lm_loss", overflowing_on_step_2)
+    cfg = config_from_dict({
+        "out_dir": str(tmp_path / "run"),
+        "model": {"preset": "tiny", "variant": "lmm", "hidden_size": 16, "num_hidden_layers": 1,
+                  "num_attention_heads": 2, "intermediate_size": 32},
+        "data": {"corpus": "text", "corpus_path": str(_write_corpus(tmp_path)), "data_dir": str(tmp_path / "data"),
+                 "seq_len": 16, "batch_size": 2},
+        "schedule": {"steps": 3, "warmup_steps": 1}, "run": {"device": "cpu"}, "checkpoint": {"every": 0},
+        "log": {"progress": False, "plot": False}, "eval": {"every": 0, "tokens": 64, "batch_size": 2}})
+    with pytest.warns(RuntimeWarning, match="step 2: the gradient norm is"):
+        result = trainer.train(cfg)
+    assert result.skipped_steps == [2] and all(math.isfinite(x) for x in result.losses)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["skipped_steps"] == [2]
+    from titanmem.train import load_checkpoint
+    from titanmem.train.checkpoint import list_checkpoints
+
+    weights = load_checkpoint(list_checkpoints(tmp_path / "run" / "checkpoints")[0])["weights"]
+    assert all(torch.isfinite(w).all() for w in weights.values())

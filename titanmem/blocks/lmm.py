@@ -20,7 +20,7 @@ def memory_layer(spec: BlockSpec) -> NeuralMemory:
                         activation=spec.memory_activation, max_lr=spec.max_lr, compiled=spec.compiled,
                         recompute_chunks=spec.recompute_chunks, max_surprise=spec.max_surprise,
                         check_finite=spec.check_memory_finite, max_alpha=spec.max_alpha,
-                        forget_bias_init=spec.forget_bias_init,
+                        forget_bias_init=spec.forget_bias_init, momentum_bias_init=spec.momentum_bias_init,
                         rule=spec.memory_rule, max_delta=spec.max_delta)
 
 

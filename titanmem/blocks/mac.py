@@ -91,6 +91,7 @@ class MACBlock(nn.Module):
                                    compiled=spec.compiled, recompute_chunks=spec.recompute_chunks,
                                    max_surprise=spec.max_surprise, check_finite=spec.check_memory_finite,
                                    max_alpha=spec.max_alpha, forget_bias_init=spec.forget_bias_init,
+                                   momentum_bias_init=spec.momentum_bias_init,
                                    rule=spec.memory_rule, max_delta=spec.max_delta)
         self.mlp_norm = RMSNorm(spec.hidden_size, spec.norm_eps)
         self.mlp = SwiGLU(spec.hidden_size, spec.intermediate_size)

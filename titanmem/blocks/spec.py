@@ -30,6 +30,7 @@ class BlockSpec:
         rope_theta: RoPE base; norm_eps: RMSNorm epsilon; attn_impl: ``"sdpa"`` or ``"eager"``.
         max_surprise: bound on each token's surprise norm in the memory (None: unbounded).
         max_alpha, forget_bias_init: the forgetting gate's upper bound and initial logit bias.
+        momentum_bias_init: the momentum gate's initial logit bias (eta = sigmoid(.) at init).
         check_memory_finite: the memory layers raise when their state becomes non-finite.
         compiled, recompute_chunks: how the memory op runs (``torch.compile`` of its chunks; chunks
             per recomputed group in training, 0 = keep every intermediate). Execution choices: the
@@ -62,6 +63,7 @@ class BlockSpec:
     check_memory_finite: bool = True
     max_alpha: float = 1.0
     forget_bias_init: float = -5.0
+    momentum_bias_init: float = 0.0
     memory_rule: MemoryRule = TITANS
     max_delta: float = 1.0
 

@@ -318,7 +318,8 @@ def train_on_task(job: TaskJob, log: Callable[[str], None] | None = print
         if not math.isfinite(loss):
             raise FloatingPointError(f"loss is {loss} at step {record.step}: lower train.lr or model.max_lr "
                                      "(the memory's inner learning rate), or raise train.warmup_steps")
-        history.append({"step": record.step, "loss": loss, "lr": record.lr, "elapsed_s": time.perf_counter() - start})
+        history.append({"step": record.step, "loss": loss, "lr": record.lr, "elapsed_s": time.perf_counter() - start,
+                        "skipped": record.skipped})
         if log is not None and (record.step % t.log_every == 0 or record.step == t.steps):
             log(f"step {record.step}/{t.steps}  loss {loss:.4f}  {history[-1]['elapsed_s']:.0f}s")
 
@@ -350,6 +351,7 @@ def run_task_job(job: TaskJob, log: Callable[[str], None] | None = print) -> dic
     results = {"job": job.to_dict(), "task": task.params() | {"name": task.name},
                "parameters": sum(p.numel() for p in model.parameters()),
                "train_seconds": history[-1]["elapsed_s"], "final_loss": history[-1]["loss"],
+               "skipped_steps": [h["step"] for h in history if h["skipped"]],
                "eval_seconds": time.perf_counter() - start, "accuracy": rows, "records": records}
     if "answer_spans" in task.example(job.train.length, "test", job.eval.seed, 0).meta:
         # Every query of each scored example, teacher-forced, beside the greedy score of its last one.

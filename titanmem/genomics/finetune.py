@@ -261,7 +261,8 @@ def finetune(job: FinetuneJob, task: SequenceTask, log: Callable[[str], None] | 
         if not math.isfinite(loss):
             raise FloatingPointError(f"loss is {loss} at step {record.step}: lower train.lr or model.max_lr "
                                      "(the memory's inner learning rate), or raise train.warmup_steps")
-        history.append({"step": record.step, "loss": loss, "lr": record.lr, "elapsed_s": time.perf_counter() - start})
+        history.append({"step": record.step, "loss": loss, "lr": record.lr, "elapsed_s": time.perf_counter() - start,
+                        "skipped": record.skipped})
         bar.update(1)
         if log is not None and (record.step % t.log_every == 0 or record.step == t.steps):
             bar.write(f"step {record.step}/{t.steps}  loss {loss:.4f}  {history[-1]['elapsed_s']:.0f}s")
@@ -318,6 +319,7 @@ def run_finetune_job(job: FinetuneJob, log: Callable[[str], None] | None = print
                "variant": model.config.variant, "pretrained": bool(job.model.init),
                "parameters": sum(p.numel() for p in model.parameters()),
                "train_seconds": history[-1]["elapsed_s"], "final_loss": history[-1]["loss"],
+               "skipped_steps": [h["step"] for h in history if h["skipped"]],
                "eval_seconds": time.perf_counter() - start, "test": test}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if log is not None:

@@ -82,6 +82,9 @@ class NeuralMemory(nn.Module):
             one token. 1 is the paper's unbounded sigmoid.
         forget_bias_init: initial bias of the forgetting gate's logit: alpha starts at
             ``max_alpha * sigmoid(forget_bias_init)`` (default -5: 0.0067 with max_alpha 1).
+        momentum_bias_init: initial bias of the momentum gate's logit: eta starts at
+            ``sigmoid(momentum_bias_init)`` (default 0: 0.5; see the comment in ``__init__`` for why
+            not more).
         conv_kernel: kernel of the causal depthwise convolution.
         read: ``"token"`` (read after each token's update) or ``"chunk"``.
         compiled: run the op's full chunks through ``torch.compile`` (see ``neural_memory_chunk``):
@@ -120,6 +123,7 @@ class NeuralMemory(nn.Module):
         name: str = "NeuralMemory",
         max_alpha: float = 1.0,
         forget_bias_init: float = -5.0,
+        momentum_bias_init: float = 0.0,
         rule: MemoryRule | None = None,
         max_delta: float = 1.0,
     ) -> None:
@@ -150,6 +154,7 @@ class NeuralMemory(nn.Module):
             raise ValueError(f"max_lr must be > 0, got {max_lr}")
         self.max_alpha = check_real("max_alpha", max_alpha, 0.0, 1.0, low_open=True)
         forget_bias_init = check_real("forget_bias_init", forget_bias_init)
+        momentum_bias_init = check_real("momentum_bias_init", momentum_bias_init)
         if not isinstance(compiled, bool):
             raise TypeError(f"compiled must be a bool, got {type(compiled).__name__}")
         self.num_heads, self.head_dim, self.chunk_size = num_heads, head_dim, chunk_size
@@ -183,7 +188,7 @@ class NeuralMemory(nn.Module):
             # grew 1e6-fold in three chunks); with eta = 0.5 the same run trains stably.
             bias = self.gate_proj.bias.view(3, num_heads)
             bias[0].fill_(-2.0)
-            bias[1].fill_(0.0)
+            bias[1].fill_(float(momentum_bias_init))
             bias[2].fill_(float(forget_bias_init))
             if self.extra_gate_proj is not None:
                 # gamma starts near 1 (the window's losses summed almost unweighted), delta at max_delta / 2.

@@ -88,6 +88,9 @@ class TitansConfig(PreTrainedConfig):
             (``max_alpha`` in (0, 1]; 1 is the paper's gate) and its logit's bias starts at
             ``forget_bias_init``: a small ``max_alpha`` guarantees that an association survives
             ``(1 - max_alpha)^T`` of itself over T tokens, whatever the gate learns.
+        momentum_bias_init: the momentum gate eta = sigmoid(.) starts at ``sigmoid(momentum_bias_init)``
+            (0: 0.5). Larger values carry each chunk's surprise further (a step of about
+            ``chunk_size * theta / (1 - eta)`` gradients per chunk) and diverged on the LM presets at 2.
         memory_objective, memory_p, memory_sign_sharpness, memory_abs_eps, memory_retention, memory_q,
             memory_optimizer, memory_ns_steps, memory_window, memory_feature_map, memory_feature_degree:
             the memory rule, each the :class:`~titanmem.ops.MemoryRule` field of the name without
@@ -134,6 +137,7 @@ class TitansConfig(PreTrainedConfig):
     check_memory_finite: bool = _SPEC["check_memory_finite"]
     max_alpha: float = _SPEC["max_alpha"]
     forget_bias_init: float = _SPEC["forget_bias_init"]
+    momentum_bias_init: float = _SPEC["momentum_bias_init"]
     memory_objective: str = _RULE["objective"]
     memory_p: float = _RULE["p"]
     memory_sign_sharpness: float = _RULE["sign_sharpness"]
@@ -171,6 +175,7 @@ class TitansConfig(PreTrainedConfig):
             raise ValueError(f"check_memory_finite must be a bool, got {self.check_memory_finite!r}")
         _as_value_error(check_real, "max_alpha", self.max_alpha, 0.0, 1.0, low_open=True)
         _as_value_error(check_real, "forget_bias_init", self.forget_bias_init)
+        _as_value_error(check_real, "momentum_bias_init", self.momentum_bias_init)
         _as_value_error(check_max_surprise, self.max_surprise)
         self.memory_rule()
         _as_value_error(check_real, "max_delta", self.max_delta, 0.0, low_open=True)
@@ -215,7 +220,8 @@ class TitansConfig(PreTrainedConfig):
             compiled=self.compiled, recompute_chunks=self.recompute_chunks,
             max_surprise=None if self.max_surprise is None else float(self.max_surprise),
             check_memory_finite=self.check_memory_finite, max_alpha=float(self.max_alpha),
-            forget_bias_init=float(self.forget_bias_init), memory_rule=self.memory_rule(),
+            forget_bias_init=float(self.forget_bias_init), momentum_bias_init=float(self.momentum_bias_init),
+            memory_rule=self.memory_rule(),
             max_delta=float(self.max_delta),
         )
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .loop import MAX_SKIPPED_STEPS
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -70,6 +72,7 @@ class OptimConfig:
     weight_decay: float = 0.1
     grad_clip: float = 1.0  # 0 turns clipping off
     grad_accum: int = 1
+    max_skipped: int = MAX_SKIPPED_STEPS  # steps in a row with a non-finite gradient skipped; 0: stop at the first
 
 
 @dataclass
@@ -164,6 +167,7 @@ _RANGES = {
     "data.seq_len": (1, None), "data.batch_size": (1, None),
     "optim.lr": (0.0, None), "optim.beta1": (0.0, 1.0), "optim.beta2": (0.0, 1.0), "optim.eps": (0.0, None),
     "optim.weight_decay": (0.0, None), "optim.grad_clip": (0.0, None), "optim.grad_accum": (1, None),
+    "optim.max_skipped": (0, None),
     "schedule.steps": (1, None), "schedule.warmup_steps": (0, None), "schedule.min_lr_ratio": (0.0, 1.0),
     "run.threads": (0, None), "checkpoint.every": (0, None), "checkpoint.keep": (1, None),
     "log.every": (1, None), "eval.every": (0, None), "eval.tokens": (1, None), "eval.batch_size": (1, None),

@@ -54,6 +54,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     validation: ValidationResult | None = None
     parameters: int = 0
+    skipped_steps: list[int] = field(default_factory=list)
 
 
 def build_model_config(cfg: JobConfig, vocab_size: int) -> TitansConfig:
@@ -314,6 +315,8 @@ def _train(cfg: JobConfig, info: DistInfo, resume: bool | str | Path, stop_at: i
         # float() waits for the device: the step's queued kernels are done when the clock is read.
         step_loss = float(all_reduce_sum(record.loss_sum, info)) / (cfg.optim.grad_accum * info.world_size)
         clock["busy"] += time.perf_counter() - clock["mark"]
+        if record.skipped:
+            result.skipped_steps.append(done)
         if not math.isfinite(step_loss):
             raise FloatingPointError(f"training loss became {step_loss} at step {done}; lower optim.lr or "
                                      "set optim.grad_clip")
@@ -336,7 +339,7 @@ def _train(cfg: JobConfig, info: DistInfo, resume: bool | str | Path, stop_at: i
 
     train_steps(wrapped, optimizer, scheduler, batches(), loss_fn, steps=end, start=min(start_step, end),
                 grad_accum=cfg.optim.grad_accum, grad_clip=cfg.optim.grad_clip, device=info.device,
-                autocast=run.autocast, on_step=on_step)
+                autocast=run.autocast, on_step=on_step, max_skipped=cfg.optim.max_skipped)
     bar.close()
     result.steps = end
     result.tokens = end * run.tokens_per_step()
@@ -369,7 +372,7 @@ def _record(step: int, run: _Run, loss: float | None, lr: float | None, grad_nor
 def _finish(cfg: JobConfig, run: _Run, result: TrainResult) -> None:
     summary = {"name": cfg.name, "variant": cfg.model.variant, "preset": cfg.model.preset,
                "parameters": run.parameters, "steps": result.steps, "tokens": result.tokens,
-               "elapsed_s": result.elapsed_s}
+               "elapsed_s": result.elapsed_s, "skipped_steps": result.skipped_steps}
     if result.validation is not None:
         summary.update(val_loss=result.validation.loss, val_bpb=result.validation.bpb, val_ppl=result.validation.ppl)
         tqdm.write(f"{cfg.name}: validation {result.validation.bpb:.4f} bits per byte, "
