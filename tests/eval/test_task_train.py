@@ -133,8 +133,8 @@ def test_a_task_job_trains_saves_scores_and_plots(tmp_path):
     job = _small_job(tmp_path)
     results = run_task_job(job, log=None)
     out = Path(job.out_dir)
-    for name in ("results.json", "train_log.csv", "accuracy_vs_length.png", "heatmap.png", "model/config.json",
-                 "model/task_job.json"):
+    for name in ("results.json", "train_log.csv", "accuracy_vs_length.png", "heatmap.png", "loss_curve.png",
+                 "model/config.json", "model/task_job.json"):
         assert (out / name).is_file(), name
     saved = json.loads((out / "results.json").read_text())
     cells = [(r["length"], r["depth"]) for r in saved["accuracy"]]

@@ -111,6 +111,7 @@ def test_finetune_and_eval_commands_learn_an_easy_task(tmp_path, capsys):
     assert results["variant"] == "mag" and results["test"]["n"] == 12
     assert results["test"]["accuracy"] >= 0.9, results["test"]
     assert len((out / "train_log.csv").read_text().splitlines()) == 41
+    assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and results["skipped_steps"] == []
     capsys.readouterr()
     assert main(["dna", "eval", str(out / "model"), str(folder)]) == 0
     printed = json.loads(capsys.readouterr().out)

@@ -11,7 +11,7 @@ A job is a TOML file (``configs/tasks/*.toml``; a ``base`` file may hold shared 
 The loss is the cross-entropy of the answer tokens only (labels ``-100`` elsewhere); for ``mqar``
 ``train.loss_on = "all_answers"`` also scores every in-context query answer (Zoology's setting).
 Outputs under ``out_dir``: ``model/`` (``save_pretrained``, with ``task_job.json``), ``train_log.csv``,
-``results.json``, ``accuracy_vs_length.png`` and, for needle tasks, ``heatmap.png``. ``results.json``'s
+``loss_curve.png``, ``results.json``, ``accuracy_vs_length.png`` and, for needle tasks, ``heatmap.png``. ``results.json``'s
 ``accuracy`` scores the last answer by greedy decoding; for tasks with several answers (MQAR)
 ``query_accuracy`` also scores every query teacher-forced (:func:`answer_span_accuracy`).
 """
@@ -33,6 +33,7 @@ from ..devices import resolve_device
 from ..train.config import (OptimConfig, ScheduleConfig, check_train_section, job_tables, merge_tables,
                             parse_overrides, read_toml, split_model_table, typed_section)
 from ..train.loop import StepRecord, train_steps
+from ..train.metrics import plot_loss_history
 from ..train.optim import build_optimizer, build_scheduler
 from .tasks import Example, Task, make_task
 
@@ -362,6 +363,7 @@ def run_task_job(job: TaskJob, log: Callable[[str], None] | None = print) -> dic
     write_json(out / "results.json", results)
     title = f"{job.model.variant} on {task.name} (trained at {job.train.length} tokens)"
     plot_accuracy_vs_length(rows, out / "accuracy_vs_length.png", title)
+    plot_loss_history(history, out / "loss_curve.png", title)
     if task.uses_depth:
         plot_heatmap(rows, out / "heatmap.png", title)
     if log is not None:

@@ -13,7 +13,7 @@ Training runs through the library's one loop (:func:`titanmem.train.loop.train_s
 optimizer and schedule. The model does not support padding, so a batch holds sequences of one
 token length: sequences are grouped by length and each step draws its batch from one group (chosen
 in proportion to the groups' sizes). Outputs under ``out_dir``: ``model/`` (``save_pretrained`` plus
-``finetune_job.json``), ``train_log.csv`` and ``results.json`` (test accuracy, per class too).
+``finetune_job.json``), ``train_log.csv``, ``loss_curve.png`` and ``results.json`` (test accuracy, per class too).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from ..devices import resolve_device
 from ..train.config import (OptimConfig, ScheduleConfig, check_train_section, job_tables, merge_tables,
                             parse_overrides, read_toml, split_model_table, typed_section)
 from ..train.loop import StepRecord, train_steps
+from ..train.metrics import plot_loss_history
 from ..train.optim import build_optimizer, build_scheduler
 from .tasks import SequenceTask, load_benchmark
 
@@ -322,6 +323,8 @@ def run_finetune_job(job: FinetuneJob, log: Callable[[str], None] | None = print
                "skipped_steps": [h["step"] for h in history if h["skipped"]],
                "eval_seconds": time.perf_counter() - start, "test": test}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot_loss_history(history, out / "loss_curve.png",
+                      title=f"{job.name} on {task.name}: test accuracy {test['accuracy']:.1%}")
     if log is not None:
         log(f"{job.name}: test accuracy {test['accuracy']:.4f} ({test['correct']}/{test['n']}) on {task.name}")
     return results

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CSV_COLUMNS", "MetricsWriter", "plot_curves", "read_metrics"]
+__all__ = ["CSV_COLUMNS", "MetricsWriter", "plot_curves", "plot_loss_history", "read_metrics"]
 
 # One row per logged step; validation columns are empty on steps without validation.
 CSV_COLUMNS = ("step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "val_loss", "val_bpb",
@@ -115,6 +115,42 @@ def plot_curves(runs: Mapping[str, str | Path], out_path: str | Path, title: str
         ax.legend()
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+    return out_path
+
+
+def plot_loss_history(history: Sequence[Mapping[str, Any]], out_path: str | Path, title: str = "",
+                      window: int = 25) -> Path:
+    """The training loss of each step (``history``: dicts with ``"step"`` and ``"loss"``, in nats) and its
+    trailing mean over ``window`` steps, as a PNG at ``out_path``; skipped steps are marked.
+
+    Raises:
+        ValueError: ``history`` is empty or ``window`` < 1.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        raise ValueError("history must hold at least one step, got none")
+    if not (isinstance(window, int) and window >= 1):
+        raise ValueError(f"window must be an int >= 1, got {window!r}")
+    steps = [h["step"] for h in history]
+    losses = [h["loss"] for h in history]
+    mean = [sum(losses[max(0, i + 1 - window):i + 1]) / (i + 1 - max(0, i + 1 - window)) for i in range(len(losses))]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, losses, alpha=0.3, label="loss of the step")
+    ax.plot(steps, mean, label=f"mean of the last {window} steps")
+    skipped = [h["step"] for h in history if h.get("skipped")]
+    if skipped:
+        ax.plot(skipped, [losses[steps.index(s)] for s in skipped], "rx", label="skipped (gradient not finite)")
+    ax.set(xlabel="optimizer step", ylabel="training loss (nats)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     out_path = Path(out_path)
     fig.savefig(out_path, dpi=120)
