@@ -330,3 +330,39 @@ def test_a_family_preset_keeps_its_own_variant_when_the_config_names_none():
     assert task_job_from_dict({"model": {"preset": "moneta", "variant": "mag"}}).model.variant == "mag"
     assert config_from_dict({"model": {"preset": "atlas"}}).model.variant == "lmm"
     assert finetune_job_from_dict({"model": {"preset": "memora"}}).model.variant == "lmm"
+
+
+def _init_job(init: str = "", **fields) -> TaskJob:
+    return task_job_from_dict({"model": {"preset": "tiny", "variant": "lmm", **SMALL, **fields, "init": init},
+                               "task": {"name": "mqar", "num_pairs": 4, "num_queries": 2},
+                               "train": {"length": 64, "steps": 1, "warmup_steps": 0}})
+
+
+def test_model_init_starts_from_a_saved_task_model(tmp_path):
+    from titanmem.eval.task_train import build_model
+
+    first = _init_job()
+    tokenizer = first.task.build().tokenizer
+    torch.manual_seed(0)
+    trained = build_model(first, tokenizer)
+    trained.save_pretrained(tmp_path / "model")
+    job = _init_job(str(tmp_path / "model"))
+    assert job.to_dict()["model"]["init"] == str(tmp_path / "model") and "init" not in first.to_dict()["model"]
+    torch.manual_seed(1)
+    started = build_model(job, tokenizer)
+    fresh = build_model(first, tokenizer)
+    for name, weight in trained.state_dict().items():
+        assert torch.equal(started.state_dict()[name], weight), name
+    assert not all(torch.equal(fresh.state_dict()[n], w) for n, w in trained.state_dict().items())
+
+
+def test_model_init_must_be_a_saved_model_that_fits(tmp_path):
+    from titanmem.eval.task_train import build_model
+
+    with pytest.raises(ValueError, match="model.init must be a saved model folder"):
+        _init_job(str(tmp_path / "nothing"))
+    first = _init_job()
+    build_model(first, first.task.build().tokenizer).save_pretrained(tmp_path / "model")
+    wider = _init_job(str(tmp_path / "model"), intermediate_size=96)
+    with pytest.raises(ValueError, match="model.init .* does not fit the job's model"):
+        build_model(wider, wider.task.build().tokenizer)

@@ -45,11 +45,18 @@ __all__ = [
 
 @dataclass
 class ModelSettings:
-    """A :class:`TitansConfig` preset and variant, and any other config fields (``fields``)."""
+    """A :class:`TitansConfig` preset and variant, and any other config fields (``fields``).
+
+    ``init``: a saved :class:`TitansForCausalLM` folder (``save_pretrained``; a task job's ``model/``)
+    whose weights the model starts from instead of a fresh initialisation, e.g. a curriculum over
+    tasks (MQAR at 32 pairs, then 64). The job's own config still builds the model, so its sizes must
+    be the folder's; "" starts fresh.
+    """
 
     preset: str = "tiny"
     variant: str = "mac"
     fields: dict[str, Any] = field(default_factory=dict)
+    init: str = ""
 
 
 @dataclass
@@ -133,6 +140,8 @@ class TaskJob:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["model"] = {"preset": self.model.preset, "variant": self.model.variant, **self.model.fields}
+        if self.model.init:
+            out["model"]["init"] = self.model.init
         out["task"] = {"name": self.task.name, "tokenizer": self.task.tokenizer, **self.task.params}
         return out
 
@@ -141,10 +150,16 @@ def task_job_from_dict(raw: Mapping[str, Any]) -> TaskJob:
     """Build and check a :class:`TaskJob` from a nested dict (a parsed TOML file); ``ValueError`` names the key."""
     raw = job_tables(raw, "a task job")
     preset, variant, model = split_model_table(raw.get("model", {}))
+    init = model.pop("init", "")
+    if not isinstance(init, str):
+        raise ValueError(f"model.init must be a path string ('' for none), got {init!r}")
+    if init and not (Path(init) / "config.json").is_file():
+        raise ValueError(f"model.init must be a saved model folder (with config.json, e.g. a task job's "
+                         f"model/), got {init!r}")
     task = dict(raw.get("task", {}))
     job = TaskJob(
         name=str(raw.get("name", "task")), out_dir=str(raw.get("out_dir", f"runs/{raw.get('name', 'task')}")),
-        model=ModelSettings(preset, variant, model),
+        model=ModelSettings(preset, variant, model, init),
         task=TaskSettings(task.pop("name", "passkey"), task.pop("tokenizer", "byte"), task),
         train=typed_section("train", TrainSettings, raw.get("train", {})),
         eval=typed_section("eval", EvalSettings, raw.get("eval", {})),
@@ -185,7 +200,12 @@ def load_task_job(path: str | Path | None = None, overrides: Sequence[str] = ())
 
 
 def build_model(job: TaskJob, tokenizer: Tokenizer, meta: bool = False) -> torch.nn.Module:
-    """The job's :class:`TitansForCausalLM` (on the meta device with ``meta=True``: only checks the config)."""
+    """The job's :class:`TitansForCausalLM` (on the meta device with ``meta=True``: only checks the config),
+    with the weights of ``job.model.init`` when it names a saved model.
+
+    Raises:
+        ValueError: the config is invalid, or ``model.init``'s weights do not fit the job's model.
+    """
     from ..models import TitansConfig, TitansForCausalLM
 
     fields = {"vocab_size": tokenizer.vocab_size, **job.model.fields}
@@ -193,7 +213,15 @@ def build_model(job: TaskJob, tokenizer: Tokenizer, meta: bool = False) -> torch
     if meta:
         with torch.device("meta"):
             return TitansForCausalLM(config)
-    return TitansForCausalLM(config)
+    model = TitansForCausalLM(config)
+    if job.model.init:
+        saved = TitansForCausalLM.from_pretrained(job.model.init).state_dict()
+        try:
+            model.load_state_dict(saved, strict=True)
+        except RuntimeError as err:
+            raise ValueError(f"model.init {job.model.init!r} does not fit the job's model (variant "
+                             f"{job.model.variant!r}, fields {job.model.fields}): {err}") from err
+    return model
 
 
 def _encode_answer_spans(ex: Example, tokenizer: Tokenizer, loss_on: str) -> tuple[list[int], list[tuple[int, int]]]:
