@@ -15,7 +15,7 @@ from titanmem.cli import main
 from titanmem.data import NucleotideTokenizer
 from titanmem.data.genomes import reverse_complement
 from titanmem.genomics.finetune import (
-    _batches, build_classifier, finetune_job_from_dict, length_groups, load_finetune_job,
+    _batches, build_classifier, evaluate_classifier, finetune_job_from_dict, length_groups, load_finetune_job,
 )
 from titanmem.genomics.tasks import SequenceTask, write_benchmark
 from titanmem.models import TitansConfig, TitansForCausalLM
@@ -116,6 +116,37 @@ def test_finetune_and_eval_commands_learn_an_easy_task(tmp_path, capsys):
     assert main(["dna", "eval", str(out / "model"), str(folder)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["accuracy"] == results["test"]["accuracy"] and printed["task"] == "easy"
+    assert main(["dna", "eval", str(out / "model"), str(folder), "--both-strands"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["both_strands"] and printed["accuracy"] == results["test_both_strands"]["accuracy"]
+
+
+class _CountingClassifier(torch.nn.Module):
+    """Two classes; the logit of class 0 is #A + 3 #G - #C of the sequence, class 1's is 0."""
+
+    def __init__(self, tokenizer):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+        self.ids = {base: tokenizer.encode(base)[0] for base in "ACG"}
+
+    def forward(self, ids, use_cache=False):
+        count = {b: (ids == i).sum(-1).float() for b, i in self.ids.items()}
+        first = count["A"] + 3 * count["G"] - count["C"]
+        return type("Out", (), {"logits": torch.stack((first, torch.zeros_like(first)), -1)})
+
+
+def test_both_strands_averages_the_probabilities_of_a_sequence_and_its_reverse_complement():
+    tok = NucleotideTokenizer()
+    model = _CountingClassifier(tok)
+    # Probability of class 0 on each strand, sigmoid of the logit: ACC -1 (0.27), its other strand GGT
+    # 6 (0.998), mean 0.63: class 0. AAC 1, GTT 3: class 0 either way. CCT -2 (0.12), AGG 7 (0.999),
+    # mean 0.56: class 0, where CCT alone says class 1.
+    pairs = [("ACC", 0), ("AAC", 0), ("CCT", 1)]
+    one = evaluate_classifier(model, tok, pairs, ("x", "y"))
+    both = evaluate_classifier(model, tok, pairs, ("x", "y"), both_strands=True)
+    assert one["correct"] == 2 and one["per_class"] == {"x": 0.5, "y": 1.0}
+    assert both["correct"] == 2 and both["per_class"] == {"x": 1.0, "y": 0.0}
+    assert reverse_complement("ACC") == "GGT"
 
 
 def test_dna_commands_report_mistakes_in_one_line(tmp_path, capsys):

@@ -85,6 +85,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", help="a Genomic Benchmarks task folder ({train,test}/<class>/*.txt)")
     parser.add_argument("--split", choices=("train", "test"), default="test", help="split to score (default test)")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="sequences per forward (default 64)")
+    parser.add_argument("--both-strands", action="store_true",
+                        help="classify by the mean probability of each sequence and its reverse complement")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -107,6 +109,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if trained_on != list(task.classes):
         raise CommandError(f"task's classes {list(task.classes)} must be the model's {trained_on}")
     tokenizer = get_tokenizer(json.loads(job_file.read_text())["task"]["tokenizer"])
-    result = evaluate_classifier(model, tokenizer, task.split(args.split), task.classes, args.batch_size)
-    print(json.dumps({"task": task.name, "split": args.split, **result}, indent=2))
+    result = evaluate_classifier(model, tokenizer, task.split(args.split), task.classes, args.batch_size,
+                                 both_strands=args.both_strands)
+    print(json.dumps({"task": task.name, "split": args.split, "both_strands": args.both_strands, **result}, indent=2))
     return 0

@@ -279,16 +279,25 @@ def finetune(job: FinetuneJob, task: SequenceTask, log: Callable[[str], None] | 
 
 @torch.no_grad()
 def evaluate_classifier(model: torch.nn.Module, tokenizer: Tokenizer, pairs: Sequence[tuple[str, int]],
-                        classes: Sequence[str], batch_size: int = 64) -> dict[str, Any]:
+                        classes: Sequence[str], batch_size: int = 64, both_strands: bool = False) -> dict[str, Any]:
     """Accuracy of ``model``'s argmax over ``pairs``, overall and per class: ``{"accuracy", "n",
-    "correct", "per_class": {class: accuracy}}``."""
+    "correct", "per_class": {class: accuracy}}``.
+
+    ``both_strands``: classify each sequence by the mean of the class probabilities of the sequence
+    and of its reverse complement (the same DNA read from the other strand), a common test-time
+    choice for models trained on both strands; False scores the sequence as given.
+    """
     device = next(model.parameters()).device
     correct = np.zeros(len(classes), dtype=np.int64)
     total = np.zeros(len(classes), dtype=np.int64)
-    for ids, labels in length_groups(pairs, tokenizer).values():
+    other = length_groups(pairs, tokenizer, strand="-") if both_strands else {}
+    for n, (ids, labels) in length_groups(pairs, tokenizer).items():
         for lo in range(0, labels.numel(), batch_size):
-            logits = model(ids[lo : lo + batch_size].to(device), use_cache=False).logits
-            hit = (logits.argmax(-1).cpu() == labels[lo : lo + batch_size]).numpy()
+            probs = model(ids[lo : lo + batch_size].to(device), use_cache=False).logits.softmax(-1)
+            if both_strands:
+                rc = other[n][0][lo : lo + batch_size].to(device)
+                probs = (probs + model(rc, use_cache=False).logits.softmax(-1)) / 2
+            hit = (probs.argmax(-1).cpu() == labels[lo : lo + batch_size]).numpy()
             np.add.at(correct, labels[lo : lo + batch_size].numpy(), hit)
             np.add.at(total, labels[lo : lo + batch_size].numpy(), 1)
     n = int(total.sum())
@@ -315,13 +324,14 @@ def run_finetune_job(job: FinetuneJob, log: Callable[[str], None] | None = print
         f"{h['step']},{h['loss']:.6f},{h['lr']:.6g},{h['elapsed_s']:.3f}\n" for h in history))
     start = time.perf_counter()
     test = evaluate_classifier(model, tokenizer, task.test, task.classes, job.eval.batch_size)
+    test_both = evaluate_classifier(model, tokenizer, task.test, task.classes, job.eval.batch_size, both_strands=True)
     results = {"job": job.to_dict(), "task": {"name": task.name, "path": str(job.task.path),
                                               "classes": list(task.classes), "counts": task.counts()},
                "variant": model.config.variant, "pretrained": bool(job.model.init),
                "parameters": sum(p.numel() for p in model.parameters()),
                "train_seconds": history[-1]["elapsed_s"], "final_loss": history[-1]["loss"],
                "skipped_steps": [h["step"] for h in history if h["skipped"]],
-               "eval_seconds": time.perf_counter() - start, "test": test}
+               "eval_seconds": time.perf_counter() - start, "test": test, "test_both_strands": test_both}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     plot_loss_history(history, out / "loss_curve.png",
                       title=f"{job.name} on {task.name}: test accuracy {test['accuracy']:.1%}")
