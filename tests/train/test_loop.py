@@ -193,11 +193,11 @@ def test_fewshot_training_runs_through_the_loop(monkeypatch, tmp_path):
     assert calls == [3] and history[-1]["step"] == 3
 
 
-def test_language_model_training_runs_through_the_loop(monkeypatch, tmp_path):
-    from titanmem.train import config_from_dict, trainer
+def _tiny_lm_job(tmp_path):
+    """A 3-step language-modelling job of a 1-block width-16 LMM on a small text folder."""
+    from titanmem.train import config_from_dict
 
-    calls = _count_loop_calls(monkeypatch, trainer)
-    cfg = config_from_dict({
+    return config_from_dict({
         "out_dir": str(tmp_path / "run"),
         "model": {"preset": "tiny", "variant": "lmm", "hidden_size": 16, "num_hidden_layers": 1,
                   "num_attention_heads": 2, "intermediate_size": 32},
@@ -205,7 +205,13 @@ def test_language_model_training_runs_through_the_loop(monkeypatch, tmp_path):
                  "seq_len": 16, "batch_size": 2},
         "schedule": {"steps": 3, "warmup_steps": 1}, "run": {"device": "cpu"}, "checkpoint": {"every": 0},
         "log": {"progress": False, "plot": False}, "eval": {"every": 0, "tokens": 64, "batch_size": 2}})
-    result = trainer.train(cfg)
+
+
+def test_language_model_training_runs_through_the_loop(monkeypatch, tmp_path):
+    from titanmem.train import trainer
+
+    calls = _count_loop_calls(monkeypatch, trainer)
+    result = trainer.train(_tiny_lm_job(tmp_path))
     assert calls == [3] and len(result.losses) == 3
 
 
@@ -221,7 +227,7 @@ def _write_corpus(tmp_path):
 def test_language_model_training_skips_an_overflowing_step_and_records_it(monkeypatch, tmp_path):
     import json
 
-    from titanmem.train import config_from_dict, trainer
+    from titanmem.train import trainer
 
     real, calls = trainer.lm_loss, [0]
 
@@ -234,16 +240,8 @@ def test_language_model_training_skips_an_overflowing_step_and_records_it(monkey
         return loss
 
     monkeypatch.setattr(trainer, "lm_loss", overflowing_on_step_2)
-    cfg = config_from_dict({
-        "out_dir": str(tmp_path / "run"),
-        "model": {"preset": "tiny", "variant": "lmm", "hidden_size": 16, "num_hidden_layers": 1,
-                  "num_attention_heads": 2, "intermediate_size": 32},
-        "data": {"corpus": "text", "corpus_path": str(_write_corpus(tmp_path)), "data_dir": str(tmp_path / "data"),
-                 "seq_len": 16, "batch_size": 2},
-        "schedule": {"steps": 3, "warmup_steps": 1}, "run": {"device": "cpu"}, "checkpoint": {"every": 0},
-        "log": {"progress": False, "plot": False}, "eval": {"every": 0, "tokens": 64, "batch_size": 2}})
     with pytest.warns(RuntimeWarning, match="step 2: the gradient norm is"):
-        result = trainer.train(cfg)
+        result = trainer.train(_tiny_lm_job(tmp_path))
     assert result.skipped_steps == [2] and all(math.isfinite(x) for x in result.losses)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["skipped_steps"] == [2]
     from titanmem.train import load_checkpoint

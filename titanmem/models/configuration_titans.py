@@ -90,7 +90,7 @@ class TitansConfig(PreTrainedConfig):
             ``(1 - max_alpha)^T`` of itself over T tokens, whatever the gate learns.
         momentum_bias_init: the momentum gate eta = sigmoid(.) starts at ``sigmoid(momentum_bias_init)``
             (0: 0.5). Larger values carry each chunk's surprise further (a step of about
-            ``chunk_size * theta / (1 - eta)`` gradients per chunk) and diverged on the LM presets at 2.
+            ``chunk_size * theta / (1 - eta)`` gradients per chunk); docs/results.md measures -2 and 2.
         memory_objective, memory_p, memory_sign_sharpness, memory_abs_eps, memory_retention, memory_q,
             memory_optimizer, memory_ns_steps, memory_window, memory_feature_map, memory_feature_degree:
             the memory rule, each the :class:`~titanmem.ops.MemoryRule` field of the name without
