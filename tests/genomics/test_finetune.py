@@ -15,7 +15,8 @@ from titanmem.cli import main
 from titanmem.data import NucleotideTokenizer
 from titanmem.data.genomes import reverse_complement
 from titanmem.genomics.finetune import (
-    _batches, build_classifier, evaluate_classifier, finetune_job_from_dict, length_groups, load_finetune_job,
+    _batches, build_classifier, evaluate_both_ways, evaluate_classifier, finetune_job_from_dict, length_groups,
+    load_finetune_job,
 )
 from titanmem.genomics.tasks import SequenceTask, write_benchmark
 from titanmem.models import TitansConfig, TitansForCausalLM
@@ -146,6 +147,9 @@ def test_both_strands_averages_the_probabilities_of_a_sequence_and_its_reverse_c
     both = evaluate_classifier(model, tok, pairs, ("x", "y"), both_strands=True)
     assert one["correct"] == 2 and one["per_class"] == {"x": 0.5, "y": 1.0}
     assert both["correct"] == 2 and both["per_class"] == {"x": 1.0, "y": 0.0}
+    assert evaluate_both_ways(model, tok, pairs, ("x", "y")) == (one, both)
+    with pytest.raises(ValueError, match="pairs must hold at least one sequence"):
+        evaluate_classifier(model, tok, [], ("x", "y"))
     assert reverse_complement("ACC") == "GGT"
 
 

@@ -11,9 +11,10 @@ A job is a TOML file (``configs/tasks/*.toml``; a ``base`` file may hold shared 
 The loss is the cross-entropy of the answer tokens only (labels ``-100`` elsewhere); for ``mqar``
 ``train.loss_on = "all_answers"`` also scores every in-context query answer (Zoology's setting).
 Outputs under ``out_dir``: ``model/`` (``save_pretrained``, with ``task_job.json``), ``train_log.csv``,
-``loss_curve.png``, ``results.json``, ``accuracy_vs_length.png`` and, for needle tasks, ``heatmap.png``. ``results.json``'s
-``accuracy`` scores the last answer by greedy decoding; for tasks with several answers (MQAR)
-``query_accuracy`` also scores every query teacher-forced (:func:`answer_span_accuracy`).
+``loss_curve.png``, ``results.json``, ``accuracy_vs_length.png`` and, for needle tasks,
+``heatmap.png``. ``results.json``'s ``accuracy`` scores the last answer by greedy decoding; for tasks
+with several answers (MQAR) ``query_accuracy`` also scores every query teacher-forced
+(:func:`answer_span_accuracy`).
 """
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ from .tasks import SequenceTask, load_benchmark
 
 __all__ = [
     "FinetuneEval", "FinetuneJob", "FinetuneModel", "FinetuneTask", "FinetuneTrain", "build_classifier",
-    "evaluate_classifier", "finetune", "finetune_job_from_dict", "length_groups", "load_finetune_job",
-    "run_finetune_job",
+    "evaluate_both_ways", "evaluate_classifier", "finetune", "finetune_job_from_dict", "length_groups",
+    "load_finetune_job", "run_finetune_job",
 ]
 
 
@@ -278,6 +278,31 @@ def finetune(job: FinetuneJob, task: SequenceTask, log: Callable[[str], None] | 
 
 
 @torch.no_grad()
+def _class_probabilities(model: torch.nn.Module, tokenizer: Tokenizer, pairs: Sequence[tuple[str, int]],
+                         batch_size: int, strand: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(probabilities [N, classes], labels [N])`` of ``pairs`` read from ``strand`` ("+" or "-"), in
+    :func:`length_groups` order (the same order for both strands: a sequence and its reverse
+    complement have the same length)."""
+    device = next(model.parameters()).device
+    probs, labels = [], []
+    for ids, ys in length_groups(pairs, tokenizer, strand=strand).values():
+        for lo in range(0, ys.numel(), batch_size):
+            probs.append(model(ids[lo : lo + batch_size].to(device), use_cache=False).logits.softmax(-1).cpu())
+        labels.append(ys)
+    if not labels:
+        raise ValueError("pairs must hold at least one sequence to score, got none")
+    return torch.cat(probs), torch.cat(labels)
+
+
+def _accuracy(probs: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]) -> dict[str, Any]:
+    hit = (probs.argmax(-1) == labels).numpy()
+    correct = np.bincount(labels.numpy(), weights=hit, minlength=len(classes)).astype(np.int64)
+    total = np.bincount(labels.numpy(), minlength=len(classes))
+    n = int(total.sum())
+    return {"accuracy": float(correct.sum() / n), "n": n, "correct": int(correct.sum()),
+            "per_class": {c: float(correct[i] / total[i]) if total[i] else None for i, c in enumerate(classes)}}
+
+
 def evaluate_classifier(model: torch.nn.Module, tokenizer: Tokenizer, pairs: Sequence[tuple[str, int]],
                         classes: Sequence[str], batch_size: int = 64, both_strands: bool = False) -> dict[str, Any]:
     """Accuracy of ``model``'s argmax over ``pairs``, overall and per class: ``{"accuracy", "n",
@@ -286,25 +311,20 @@ def evaluate_classifier(model: torch.nn.Module, tokenizer: Tokenizer, pairs: Seq
     ``both_strands``: classify each sequence by the mean of the class probabilities of the sequence
     and of its reverse complement (the same DNA read from the other strand), a common test-time
     choice for models trained on both strands; False scores the sequence as given.
+
+    Raises:
+        ValueError: ``pairs`` holds no sequence to score.
     """
-    device = next(model.parameters()).device
-    correct = np.zeros(len(classes), dtype=np.int64)
-    total = np.zeros(len(classes), dtype=np.int64)
-    other = length_groups(pairs, tokenizer, strand="-") if both_strands else {}
-    for n, (ids, labels) in length_groups(pairs, tokenizer).items():
-        for lo in range(0, labels.numel(), batch_size):
-            probs = model(ids[lo : lo + batch_size].to(device), use_cache=False).logits.softmax(-1)
-            if both_strands:
-                rc = other[n][0][lo : lo + batch_size].to(device)
-                probs = (probs + model(rc, use_cache=False).logits.softmax(-1)) / 2
-            hit = (probs.argmax(-1).cpu() == labels[lo : lo + batch_size]).numpy()
-            np.add.at(correct, labels[lo : lo + batch_size].numpy(), hit)
-            np.add.at(total, labels[lo : lo + batch_size].numpy(), 1)
-    n = int(total.sum())
-    if n == 0:
-        raise ValueError("pairs must hold at least one sequence to score, got none")
-    return {"accuracy": float(correct.sum() / n), "n": n, "correct": int(correct.sum()),
-            "per_class": {c: float(correct[i] / total[i]) if total[i] else None for i, c in enumerate(classes)}}
+    return evaluate_both_ways(model, tokenizer, pairs, classes, batch_size)[1] if both_strands else \
+        _accuracy(*_class_probabilities(model, tokenizer, pairs, batch_size, "+"), classes)
+
+
+def evaluate_both_ways(model: torch.nn.Module, tokenizer: Tokenizer, pairs: Sequence[tuple[str, int]],
+                       classes: Sequence[str], batch_size: int = 64) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(one strand, both strands)``: :func:`evaluate_classifier` both ways, each strand read once."""
+    forward, labels = _class_probabilities(model, tokenizer, pairs, batch_size, "+")
+    reverse, _ = _class_probabilities(model, tokenizer, pairs, batch_size, "-")
+    return _accuracy(forward, labels, classes), _accuracy((forward + reverse) / 2, labels, classes)
 
 
 def run_finetune_job(job: FinetuneJob, log: Callable[[str], None] | None = print) -> dict[str, Any]:
@@ -323,8 +343,7 @@ def run_finetune_job(job: FinetuneJob, log: Callable[[str], None] | None = print
     (out / "train_log.csv").write_text("step,loss,lr,elapsed_s\n" + "".join(
         f"{h['step']},{h['loss']:.6f},{h['lr']:.6g},{h['elapsed_s']:.3f}\n" for h in history))
     start = time.perf_counter()
-    test = evaluate_classifier(model, tokenizer, task.test, task.classes, job.eval.batch_size)
-    test_both = evaluate_classifier(model, tokenizer, task.test, task.classes, job.eval.batch_size, both_strands=True)
+    test, test_both = evaluate_both_ways(model, tokenizer, task.test, task.classes, job.eval.batch_size)
     results = {"job": job.to_dict(), "task": {"name": task.name, "path": str(job.task.path),
                                               "classes": list(task.classes), "counts": task.counts()},
                "variant": model.config.variant, "pretrained": bool(job.model.init),

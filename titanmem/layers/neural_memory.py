@@ -83,8 +83,7 @@ class NeuralMemory(nn.Module):
         forget_bias_init: initial bias of the forgetting gate's logit: alpha starts at
             ``max_alpha * sigmoid(forget_bias_init)`` (default -5: 0.0067 with max_alpha 1).
         momentum_bias_init: initial bias of the momentum gate's logit: eta starts at
-            ``sigmoid(momentum_bias_init)`` (default 0: 0.5; see the comment in ``__init__`` for why
-            not more).
+            ``sigmoid(momentum_bias_init)`` (default 0: 0.5; see the comment in ``__init__``).
         conv_kernel: kernel of the causal depthwise convolution.
         read: ``"token"`` (read after each token's update) or ``"chunk"``.
         compiled: run the op's full chunks through ``torch.compile`` (see ``neural_memory_chunk``):
@@ -186,8 +185,8 @@ class NeuralMemory(nn.Module):
             # weights, so one chunk moves the memory by about chunk_size * theta / (1 - eta) times an
             # average gradient. In an early version of the block eta = 0.88 (bias 2) diverged within 16
             # steps of training a tiny MAC on Shakespeare; today's demo MAC trains with it to within
-            # 0.002 bits/byte of eta = 0.5 (docs/results.md, "Gate initialisation"), so 0 is kept as
-            # the measured best, not as the only stable start.
+            # 0.002 bits/byte of eta = 0.5 (docs/results.md, "Gate initialisation"). 0 stays because
+            # no other start measured better beyond the noise, not because it is the only stable one.
             bias = self.gate_proj.bias.view(3, num_heads)
             bias[0].fill_(-2.0)
             bias[1].fill_(float(momentum_bias_init))

@@ -4,11 +4,11 @@ Language modelling (:func:`titanmem.train.train`), synthetic-task training
 (:mod:`titanmem.eval.task_train`), forecasting (:mod:`titanmem.timeseries.train`) and few-shot
 generation (:mod:`titanmem.fewshot.train`) differ in their data and their loss, not in how a step is
 taken. Each hands :func:`train_steps` an iterator of batches and a ``loss_fn(model, batch) -> scalar
-loss``; the loop does the rest the same way for all:
-autocast, gradient accumulation (DDP synchronises on the last micro-batch only), clipping, the
-optimizer and scheduler step, skipping a step whose gradient is not finite, and a per-step callback
-for logging, validation, checkpoints or early stopping. The optimizer and the schedule come from :mod:`titanmem.train.optim` (one weight-decay
-rule for every model).
+loss``; the loop does the rest the same way for all: autocast, gradient accumulation (DDP
+synchronises on the last micro-batch only), clipping, the optimizer and scheduler step, skipping a
+step whose gradient is not finite, and a per-step callback for logging, validation, checkpoints or
+early stopping. The optimizer and the schedule come from :mod:`titanmem.train.optim` (one
+weight-decay rule for every model).
 """
 
 from __future__ import annotations
@@ -84,8 +84,16 @@ def optimizer_step(
 
     Returns:
         ``(loss_sum, grad_norm, lr)``: the undivided losses summed on ``device``, the norm before
-        clipping (a tensor: nothing here waits for the device), and the learning rate the step used.
+        clipping (a tensor), and the learning rate the step used.
     """
+    loss_sum, grad_norm, lr, _ = _step(model, optimizer, scheduler, batches, loss_fn, grad_accum, grad_clip, device,
+                                       autocast, skip_nonfinite)
+    return loss_sum, grad_norm, lr
+
+
+def _step(model, optimizer, scheduler, batches, loss_fn, grad_accum, grad_clip, device, autocast, skip_nonfinite
+          ) -> tuple[torch.Tensor, torch.Tensor, float, bool]:
+    """:func:`optimizer_step`, also returning whether the step was skipped (one device wait for both)."""
     device = torch.device(device)
     loss_sum = loss_accumulator(device)
     for micro in range(grad_accum):
@@ -102,12 +110,13 @@ def optimizer_step(
     clip = grad_clip if grad_clip > 0 else math.inf
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     lr = optimizer.param_groups[0]["lr"]
-    if not skip_nonfinite or bool(torch.isfinite(grad_norm)):
+    skipped = skip_nonfinite and not bool(torch.isfinite(grad_norm))
+    if not skipped:
         optimizer.step()
     if scheduler is not None:
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss_sum, grad_norm, lr
+    return loss_sum, grad_norm, lr, skipped
 
 
 def train_steps(
@@ -148,10 +157,9 @@ def train_steps(
     done = start
     in_a_row = 0
     while done < steps:
-        loss_sum, grad_norm, lr = optimizer_step(model, optimizer, scheduler, batches, loss_fn, grad_accum=grad_accum,
-                                                 grad_clip=grad_clip, device=device, autocast=autocast)
+        loss_sum, grad_norm, lr, skipped = _step(model, optimizer, scheduler, batches, loss_fn, grad_accum, grad_clip,
+                                                 device, autocast, skip_nonfinite=True)
         done += 1
-        skipped = not bool(torch.isfinite(grad_norm))
         in_a_row = in_a_row + 1 if skipped else 0
         if in_a_row > max_skipped:
             raise FloatingPointError(f"the gradient norm was {float(grad_norm)} at step {done}: {in_a_row} "
