@@ -58,6 +58,17 @@ def test_runs_scored_at_different_lengths_or_missing_are_refused(tmp_path, capsy
         seed_rows({"x": [tmp_path / "missing"]})
     assert main(["--group", f"x={a},{tmp_path / 'missing'}"]) == 2
     assert "no results.json" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="no results file .*missing.json"):
+        seed_rows({"x": [tmp_path / "missing.json"]})
+
+
+def test_a_run_may_be_a_results_file_as_kept_in_docs(tmp_path):
+    folder = _run(tmp_path, "a", {(10, 0.0): (1, 2), (20, 0.0): (1, 4)})
+    kept = tmp_path / "a_s0.json"
+    kept.write_text((folder / "results.json").read_text())
+    assert seed_rows({"LMM": [kept]}) == seed_rows({"LMM": [folder]})
+    (row,) = seed_rows({"LMM": [str(kept)]})
+    assert row["lengths"] == [10, 20] and row["mean"] == [0.5, 0.25]
 
 
 def test_the_command_prints_the_table_and_writes_the_plot(tmp_path, capsys):

@@ -5,7 +5,8 @@ reads each run folder's ``results.json`` (written by ``titanmem eval train-task`
 niah`` for one task), pools the depths of each length, and prints one markdown row per group: the
 mean accuracy over the group's seeds at every length, with the per-seed accuracies in brackets. A run
 may join folders with ``+`` (``runs/a+runs/a/long``: a training run and a later scoring of its model at
-other lengths).
+other lengths). A run may also be a results file itself (``docs/results/tasks/mixed/lmmmix_s0.json``, the
+copies kept in the repository), so the tables and figures of docs/results.md rebuild from a clone.
 
 ``--by pairs`` reads MQAR runs instead: each run's ``query_accuracy`` (every query, teacher-forced) at
 its training length, against its ``task.num_pairs`` (Zoology's capacity plot). A seed of a group then
@@ -75,9 +76,10 @@ def pairs_accuracy(results: Mapping[str, Any]) -> dict[int, float]:
 def _read(run: str | Path, by: str = "length") -> dict[int, float]:
     merged: dict[int, float] = {}
     for folder in str(run).split("+"):
-        path = Path(folder) / "results.json"
+        path = Path(folder) if folder.endswith(".json") else Path(folder) / "results.json"
         if not path.is_file():
-            raise FileNotFoundError(f"no results.json in run folder {folder!r}")
+            raise FileNotFoundError(f"no results file {folder!r}" if folder.endswith(".json")
+                                    else f"no results.json in run folder {folder!r}")
         results = json.loads(path.read_text())
         part = pairs_accuracy(results) if by == "pairs" else length_accuracy(results)
         if merged.keys() & part.keys():
@@ -94,7 +96,7 @@ def seed_rows(groups: Mapping[str, Sequence[str | Path]], by: str = "length") ->
     Raises:
         ValueError: ``by`` is not in :data:`BY`, a group has no runs, or its runs were scored at
             different lengths (numbers of pairs).
-        FileNotFoundError: a run folder has no ``results.json``.
+        FileNotFoundError: a run folder has no ``results.json``, or a run's ``.json`` file does not exist.
     """
     if by not in BY:
         raise ValueError(f"by must be one of {BY}, got {by!r}")
@@ -153,7 +155,11 @@ def plot_seed_curves(rows: Sequence[Mapping[str, Any]], path: str | Path, title:
         line, = ax.plot(row["lengths"], row["mean"], marker="o", label=f"{row['label']} ({len(row['seeds'])})")
         ax.fill_between(row["lengths"], lo, hi, color=line.get_color(), alpha=0.15)
     ax.set_xscale("log", base=2)
-    ticks = sorted({n for row in rows for n in row["lengths"]})
+    ticks: list[int] = []
+    for n in sorted({n for row in rows for n in row["lengths"]}):
+        # 255 and 256 (a variant trained at a segment multiple) would print on top of each other
+        if not ticks or n > ticks[-1] * 1.05:
+            ticks.append(n)
     ax.set_xticks(ticks, [str(n) for n in ticks])
     ax.minorticks_off()
     ax.grid(alpha=0.3)
