@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from titanmem.eval.seeds import length_accuracy, main, markdown_table, pairs_accuracy, seed_rows
+from titanmem.eval.seeds import _distinct_ticks, length_accuracy, main, markdown_table, pairs_accuracy, seed_rows
 
 
 def _run(tmp_path, name: str, cells: dict[tuple[int, float], tuple[int, int]]):
@@ -106,3 +106,8 @@ def test_mqar_runs_tabulate_every_query_against_the_number_of_pairs(tmp_path, ca
         seed_rows({"x": [passkey]}, by="pairs")
     with pytest.raises(ValueError, match="by must be one of"):
         seed_rows({"x": [a16]}, by="depth")
+
+
+def test_plot_ticks_leave_out_lengths_that_would_overlap():
+    assert _distinct_ticks([512, 255, 256, 510, 1024, 255]) == [255, 510, 1024]
+    assert _distinct_ticks([16, 32, 64]) == [16, 32, 64]

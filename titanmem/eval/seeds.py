@@ -19,7 +19,7 @@ import argparse
 import json
 import statistics
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,17 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], base_length: int | None = 
     return "\n".join(lines) + "\n"
 
 
+def _distinct_ticks(values: Iterable[int], gap: float = 1.05) -> list[int]:
+    """The sorted values, leaving out any within ``gap`` times the previous tick: on a log axis 255 and 256
+    (a variant trained at a segment multiple beside one trained just before it) would print on top of
+    each other."""
+    ticks: list[int] = []
+    for n in sorted(set(values)):
+        if not ticks or n > ticks[-1] * gap:
+            ticks.append(n)
+    return ticks
+
+
 def plot_seed_curves(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "", by: str = "length"
                      ) -> Path:
     """Accuracy against length (or MQAR pairs; log scale): the mean over seeds as a line, the range as a band."""
@@ -155,11 +166,7 @@ def plot_seed_curves(rows: Sequence[Mapping[str, Any]], path: str | Path, title:
         line, = ax.plot(row["lengths"], row["mean"], marker="o", label=f"{row['label']} ({len(row['seeds'])})")
         ax.fill_between(row["lengths"], lo, hi, color=line.get_color(), alpha=0.15)
     ax.set_xscale("log", base=2)
-    ticks: list[int] = []
-    for n in sorted({n for row in rows for n in row["lengths"]}):
-        # 255 and 256 (a variant trained at a segment multiple) would print on top of each other
-        if not ticks or n > ticks[-1] * 1.05:
-            ticks.append(n)
+    ticks = _distinct_ticks(n for row in rows for n in row["lengths"])
     ax.set_xticks(ticks, [str(n) for n in ticks])
     ax.minorticks_off()
     ax.grid(alpha=0.3)
