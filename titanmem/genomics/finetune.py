@@ -315,8 +315,9 @@ def evaluate_classifier(model: torch.nn.Module, tokenizer: Tokenizer, pairs: Seq
     Raises:
         ValueError: ``pairs`` holds no sequence to score.
     """
-    return evaluate_both_ways(model, tokenizer, pairs, classes, batch_size)[1] if both_strands else \
-        _accuracy(*_class_probabilities(model, tokenizer, pairs, batch_size, "+"), classes)
+    if both_strands:
+        return evaluate_both_ways(model, tokenizer, pairs, classes, batch_size)[1]
+    return _accuracy(*_class_probabilities(model, tokenizer, pairs, batch_size, "+"), classes)
 
 
 def evaluate_both_ways(model: torch.nn.Module, tokenizer: Tokenizer, pairs: Sequence[tuple[str, int]],
