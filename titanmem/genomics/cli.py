@@ -1,9 +1,10 @@
-"""``titanmem dna tasks|finetune|eval``: the DNA classification tasks from the command line.
+"""``titanmem dna tasks|finetune|eval|report``: the DNA classification tasks from the command line.
 
 Pretraining is not here: it is ``titanmem train --config configs/dna/<variant>.toml`` (the one
 language-modelling job, on a DNA corpus with a nucleotide tokenizer; validation in bits per base),
 and ``titanmem eval ppl`` scores held-out DNA by position. These commands cover what language
-modelling has no command for: writing the tasks, fine-tuning a classifier, scoring one.
+modelling has no command for: writing the tasks, fine-tuning a classifier, scoring one, and the
+table of many fine-tuning runs over seeds.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 from ..cli_args import CommandError, nonneg_int, positive_int
 
 __all__ = [
-    "add_eval_arguments", "add_finetune_arguments", "add_tasks_arguments", "run_eval", "run_finetune", "run_tasks",
+    "add_eval_arguments", "add_finetune_arguments", "add_report_arguments", "add_tasks_arguments", "run_eval",
+    "run_finetune", "run_report", "run_tasks",
 ]
 
 
@@ -112,4 +114,33 @@ def run_eval(args: argparse.Namespace) -> int:
     result = evaluate_classifier(model, tokenizer, task.split(args.split), task.classes, args.batch_size,
                                  both_strands=args.both_strands)
     print(json.dumps({"task": task.name, "split": args.split, "both_strands": args.both_strands, **result}, indent=2))
+    return 0
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("The table of many fine-tuning runs: test accuracy per variant and task, mean over seeds "
+                          "from scratch and from pretraining (each seed in brackets), and the change pretraining "
+                          "makes on the seeds that have both. Runs of another budget get their own row.")
+    parser.add_argument("runs", nargs="+", help="titanmem dna finetune run folders, or their results.json files")
+    parser.add_argument("--both-strands", action="store_true",
+                        help="use each run's both-strands score (test_both_strands) instead of the one-strand one")
+    parser.add_argument("--paper", action="store_true",
+                        help="also print the Titans paper's Table 4 (Genomic Benchmarks, a different data set)")
+    parser.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from .report import markdown_table, paper_table, read_record, summarize
+
+    try:
+        rows = summarize([read_record(run) for run in args.runs], both_strands=args.both_strands)
+    except (FileNotFoundError, ValueError) as err:
+        raise CommandError(err) from err
+    print(markdown_table(rows), end="")
+    if args.paper:
+        print()
+        print(paper_table(), end="")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
