@@ -34,27 +34,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from titanmem.devices import resolve_device  # noqa: E402
-from titanmem.ops import MemoryRule, MemoryState, neural_memory_chunk, neural_memory_family_chunk  # noqa: E402
+from titanmem.ops import NAMED_RULES, MemoryRule, MemoryState, neural_memory_chunk, neural_memory_family_chunk  # noqa: E402
 from titanmem.ops.neural_memory.features import feature_dim  # noqa: E402
 
 # "titans" runs neural_memory_chunk; every other name runs neural_memory_family_chunk with its rule
 # ("titans-family" is the Titans rule through the family op, to separate the op's cost from the rule's).
-RULES: dict[str, MemoryRule] = {
-    "titans": MemoryRule(),
-    "titans-family": MemoryRule(),
-    "lp": MemoryRule(objective="lp"),
-    "huber": MemoryRule(objective="huber"),
-    "lq": MemoryRule(retention="lq"),
-    "kl": MemoryRule(retention="kl"),
-    "muon": MemoryRule(optimizer="muon"),
-    "window4": MemoryRule(window=4),
-    "poly2": MemoryRule(feature_map="poly", feature_degree=2),
-    "moneta": MemoryRule(objective="lp", retention="lq"),
-    "yaad": MemoryRule(objective="huber"),
-    "memora": MemoryRule(retention="kl"),
-    "omeganet": MemoryRule(window=4, feature_map="poly", feature_degree=2),
-    "atlas": MemoryRule(window=4, feature_map="poly", feature_degree=2, optimizer="muon"),
-}
+RULES: dict[str, MemoryRule] = {"titans": NAMED_RULES["titans"], "titans-family": NAMED_RULES["titans"],
+                                **{k: r for k, r in NAMED_RULES.items() if k != "titans"}}
 
 FLOP_CONVENTION = "model FLOPs: analytic forward count; fwd+bwd = 3x forward (recomputation not counted)"
 TARGET_RATIO, TARGET_BYTES = 0.20, 2 * 2**30

@@ -57,6 +57,8 @@ _GROUPS = {
                     "titanmem.eval.lm_eval.cli", "add_lm_eval_arguments", "run_lm_eval"),
         "compare": ("several models on the same tasks: a markdown table and plots",
                     "titanmem.eval.compare", "add_compare_arguments", "run_compare"),
+        "capacity": ("how many key->value pairs each memory rule stores, on the bare op (no model, no training)",
+                     "titanmem.eval.capacity", "add_capacity_arguments", "run_capacity"),
     }),
     "bench": ("benchmarks that ship with the package", {
         "stream": ("push millions of tokens through a model in pieces; tokens/s and resident memory",

@@ -1,6 +1,7 @@
 """Pure tensor functions: no nn.Module, no configuration, nothing from the strata below."""
 
 from .neural_memory import (
+    NAMED_RULES,
     TITANS,
     MemoryRule,
     MemoryState,
@@ -12,6 +13,7 @@ from .neural_memory import (
 )
 
 __all__ = [
+    "NAMED_RULES",
     "TITANS",
     "MemoryRule",
     "MemoryState",

@@ -6,10 +6,11 @@ from .family_chunk import neural_memory_family_chunk
 from .family_inputs import WindowContext
 from .family_naive import neural_memory_family_naive
 from .naive import neural_memory_naive
-from .rule import TITANS, MemoryRule
+from .rule import NAMED_RULES, TITANS, MemoryRule
 from .state import MemoryState
 
 __all__ = [
+    "NAMED_RULES",
     "TITANS",
     "MemoryRule",
     "MemoryState",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ...checks import check_int, check_real
 
-__all__ = ["FEATURE_MAPS", "OBJECTIVES", "OPTIMIZERS", "RETENTIONS", "TITANS", "MemoryRule"]
+__all__ = ["FEATURE_MAPS", "NAMED_RULES", "OBJECTIVES", "OPTIMIZERS", "RETENTIONS", "TITANS", "MemoryRule"]
 
 OBJECTIVES = ("l2", "lp", "huber")
 RETENTIONS = ("decay", "lq", "kl")
@@ -95,3 +95,21 @@ class MemoryRule:
 
 
 TITANS = MemoryRule()
+
+# The rules by name: each choice alone, then the papers' models (as the presets of titanmem.models
+# set them through TitansConfig). The benchmarks and the op-level capacity sweep name rules this way.
+NAMED_RULES: dict[str, MemoryRule] = {
+    "titans": TITANS,
+    "lp": MemoryRule(objective="lp"),
+    "huber": MemoryRule(objective="huber"),
+    "lq": MemoryRule(retention="lq"),
+    "kl": MemoryRule(retention="kl"),
+    "muon": MemoryRule(optimizer="muon"),
+    "window4": MemoryRule(window=4),
+    "poly2": MemoryRule(feature_map="poly", feature_degree=2),
+    "moneta": MemoryRule(objective="lp", retention="lq"),
+    "yaad": MemoryRule(objective="huber"),
+    "memora": MemoryRule(retention="kl"),
+    "omeganet": MemoryRule(window=4, feature_map="poly", feature_degree=2),
+    "atlas": MemoryRule(window=4, feature_map="poly", feature_degree=2, optimizer="muon"),
+}
