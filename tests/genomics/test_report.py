@@ -76,6 +76,9 @@ def test_a_run_given_twice_is_an_error_naming_both(tmp_path):
 def test_bad_runs_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="run must be a titanmem dna finetune folder"):
         read_record(tmp_path / "missing")
+    (tmp_path / "run.log").write_text("step 1/300\n")
+    with pytest.raises(ValueError, match=r"run.log is not a titanmem dna finetune results file: not JSON"):
+        read_record(tmp_path / "run.log")
     (tmp_path / "other.json").write_text(json.dumps({"accuracy": []}))
     with pytest.raises(ValueError, match=r"other.json is not a titanmem dna finetune results file: no field 'job'"):
         read_record(tmp_path / "other.json")
@@ -103,3 +106,14 @@ def test_report_command_error_is_one_line(tmp_path, capsys):
     assert main(["dna", "report", str(tmp_path / "nothing")]) != 0
     err = capsys.readouterr().err
     assert "run must be a titanmem dna finetune folder" in err and "Traceback" not in err
+
+
+def test_report_command_skips_unfinished_runs_only_when_asked(tmp_path, capsys):
+    done = _write(tmp_path, "done", correct=60, n=100)
+    running = tmp_path / "running"
+    running.mkdir()
+    assert main(["dna", "report", str(done), str(running)]) != 0
+    assert "--skip-unfinished" in capsys.readouterr().err
+    assert main(["dna", "report", str(done), str(running), "--skip-unfinished"]) == 0
+    captured = capsys.readouterr()
+    assert "| 60.0% (seed 0) |" in captured.out and f"skipped (no results.json yet): {running}" in captured.err

@@ -43,7 +43,7 @@ __all__ = ["THETAS", "ETAS", "DELTAS", "CapacitySetting", "add_capacity_argument
            "measure_capacity", "recall_rows", "run_capacity"]
 
 # The grid every rule is tuned on (inner learning rate, momentum gate, Huber threshold).
-THETAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+THETAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 ETAS = (0.0, 0.5, 0.9)
 DELTAS = (0.25, 1.0)
 

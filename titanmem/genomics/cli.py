@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..cli_args import CommandError, nonneg_int, positive_int
@@ -127,14 +128,24 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--paper", action="store_true",
                         help="also print the Titans paper's Table 4 (Genomic Benchmarks, a different data set)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+    parser.add_argument("--skip-unfinished", action="store_true",
+                        help="leave out run folders without results.json (runs still training), naming them")
 
 
 def run_report(args: argparse.Namespace) -> int:
     from .report import markdown_table, paper_table, read_record, summarize
 
+    runs = list(args.runs)
+    if args.skip_unfinished:
+        unfinished = [r for r in runs if Path(r).is_dir() and not (Path(r) / "results.json").is_file()]
+        for run in unfinished:
+            print(f"skipped (no results.json yet): {run}", file=sys.stderr)
+        runs = [r for r in runs if r not in unfinished]
     try:
-        rows = summarize([read_record(run) for run in args.runs], both_strands=args.both_strands)
-    except (FileNotFoundError, ValueError) as err:
+        rows = summarize([read_record(run) for run in runs], both_strands=args.both_strands)
+    except FileNotFoundError as err:
+        raise CommandError(f"{err} (a run still training? --skip-unfinished leaves those out)") from err
+    except ValueError as err:
         raise CommandError(err) from err
     print(markdown_table(rows), end="")
     if args.paper:

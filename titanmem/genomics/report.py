@@ -72,7 +72,10 @@ def read_record(run: str | Path) -> FinetuneRecord:
         path = path / "results.json"
     if not path.is_file():
         raise FileNotFoundError(f"run must be a titanmem dna finetune folder or its results.json, got {str(run)!r}")
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a titanmem dna finetune results file: not JSON ({err})") from err
     try:
         train = data["job"]["train"]
         both = data.get("test_both_strands")
