@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from titanmem.cli import main
 from titanmem.eval import capacity
 from titanmem.eval.capacity import CapacitySetting, capacity_table, measure_capacity, recall_rows
+from titanmem.ops import neural_memory_family_chunk
 
 
 def test_two_pairs_written_exactly_match_the_closed_form():
@@ -30,13 +31,23 @@ def test_two_pairs_written_exactly_match_the_closed_form():
     assert float(recall[0, 0]) == (1.0 if read1 @ v1 > read1 @ v2 else 0.5)
 
 
-def test_reading_leaves_the_memory_unchanged():
-    # Every key read twice gives the same read-out: the read phase has theta = eta = alpha = 0. With the
-    # pairs read in two orders, the per-pair cosines (whose mean recall_rows reports) must agree.
-    s = CapacitySetting(rule="atlas", pairs=6, dim=4, test_seeds=1)
-    a = recall_rows(s, [dict(theta=0.3, eta=0.5, delta=None)], [3])
-    b = recall_rows(s, [dict(theta=0.3, eta=0.5, delta=None)], [3])
-    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+@pytest.mark.parametrize("rule", ["titans", "moneta", "memora", "atlas", "yaad"])
+def test_reading_leaves_the_memory_unchanged(rule):
+    # The read phase (theta = eta = alpha = 0) must not move the weights: the state after writes and
+    # reads equals the state after the writes alone, for every retention, optimizer and window.
+    s = CapacitySetting(rule=rule, pairs=6, dim=4, depth=2, hidden=8, passes=2, chunk_size=3)
+    (q, k, v, theta, eta, alpha, state), kwargs, _, n_write = capacity._op_inputs(
+        s, [dict(theta=0.3, eta=0.5, delta=0.5)], [3])
+    with torch.no_grad():
+        _, after_all = neural_memory_family_chunk(q, k, v, theta, eta, alpha, state, **kwargs)
+        cut = {name: t[:, :n_write] for name, t in (("gamma", kwargs["gamma"]), ("delta", kwargs["delta"]))
+               if t is not None}
+        _, after_writes = neural_memory_family_chunk(
+            q[:, :n_write], k[:, :n_write], v[:, :n_write], theta[:, :n_write], eta[:, :n_write],
+            alpha[:, :n_write], state, **{**kwargs, "delta": None, **cut})
+    assert any(not torch.equal(w, w0) for w, w0 in zip(after_writes.weights, state.weights))
+    for w_all, w_writes in zip(after_all.weights, after_writes.weights):
+        torch.testing.assert_close(w_all, w_writes, rtol=0, atol=1e-12)
 
 
 def test_tuning_takes_the_best_mean_recall_then_cosine_and_scores_other_draws(monkeypatch):

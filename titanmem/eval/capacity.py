@@ -104,12 +104,10 @@ def _initial_weights(s: CapacitySetting) -> list[torch.Tensor]:
             for a, b in zip(dims[:-1], dims[1:])]
 
 
-def recall_rows(s: CapacitySetting, grid: Sequence[dict[str, float]],
-                seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Recall (fraction of pairs) and mean cosine of each read-out to its own value, each
-    ``[len(seeds), len(grid)]``: every seed's draw under every grid point.
+def _op_inputs(s: CapacitySetting, grid: Sequence[dict[str, float]], seeds: Sequence[int]):
+    """The family op's arguments for every (seed, grid point) row: writes, then reads with every gate 0.
 
-    All rows run as one batch of the family op (``neural_memory_family_chunk``, float64, no grad).
+    Returns ``(args, kwargs, draws, n_write)``: ``neural_memory_family_chunk(*args, **kwargs)`` runs it.
     """
     rule = s.memory_rule
     draws = [_pairs(s, seed) for seed in seeds]
@@ -130,15 +128,25 @@ def recall_rows(s: CapacitySetting, grid: Sequence[dict[str, float]],
     def gate(name: str) -> torch.Tensor:
         return torch.tensor([p[name] for p in gates], dtype=torch.float64)[:, None, None] * writing[None, :, None]
 
-    theta, eta = gate("theta"), gate("eta")
     alpha = torch.zeros(batch, length, 1, dtype=torch.float64)
-    delta = gate("delta").clamp_min(0.0) if rule.objective == "huber" else None
     weights = [w.expand(batch, -1, -1, -1).clone() for w in _initial_weights(s)]
     state = MemoryState(tuple(weights), tuple(torch.zeros_like(w) for w in weights))
+    kwargs = dict(chunk_size=s.chunk_size, read="token", rule=rule,
+                  gamma=torch.ones(batch, length, 1, dtype=torch.float64),
+                  delta=gate("delta") if rule.objective == "huber" else None)
+    return (k, k, v, gate("theta"), gate("eta"), alpha, state), kwargs, draws, n_write
+
+
+def recall_rows(s: CapacitySetting, grid: Sequence[dict[str, float]],
+                seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Recall (fraction of pairs) and mean cosine of each read-out to its own value, each
+    ``[len(seeds), len(grid)]``: every seed's draw under every grid point.
+
+    All rows run as one batch of the family op (``neural_memory_family_chunk``, float64, no grad).
+    """
+    args, kwargs, draws, n_write = _op_inputs(s, grid, seeds)
     with torch.no_grad():
-        y, _ = neural_memory_family_chunk(k, k, v, theta, eta, alpha, state, chunk_size=s.chunk_size, read="token",
-                                          rule=rule, gamma=torch.ones(batch, length, 1, dtype=torch.float64),
-                                          delta=delta)
+        y, _ = neural_memory_family_chunk(*args, **kwargs)
     read_out = F.normalize(y[:, n_write:, 0].float(), dim=-1)  # [B, N, D]
     recall, cosine = torch.empty(len(seeds), len(grid)), torch.empty(len(seeds), len(grid))
     for i, (_, values, order) in enumerate(draws):
