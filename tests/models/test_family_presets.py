@@ -18,7 +18,7 @@ from tests.invariants import check_causal, check_decoding_equals_parallel, check
 from titanmem.layers import NeuralMemory
 from titanmem.models import PRESETS, TitansConfig, TitansForCausalLM
 from titanmem.models.presets import FAMILY_RULES
-from titanmem.ops import MemoryRule
+from titanmem.ops import NAMED_RULES, MemoryRule
 
 RTOL = 1e-10
 T, VOCAB = 19, 64
@@ -56,6 +56,13 @@ def test_presets_name_their_rule_at_every_size():
             assert config.block_spec().memory_rule == MemoryRule(**{k.removeprefix("memory_"): v
                                                                       for k, v in rule.items()})
     assert PRESETS["moneta-340m"]["hidden_size"] == PRESETS["340m"]["hidden_size"]
+
+
+def test_presets_build_the_ops_named_rules():
+    # the presets and the op-level benchmarks/capacity sweep name the same rules
+    for name in FAMILY_RULES:
+        assert TitansConfig.from_preset(name).memory_rule() == NAMED_RULES[name]
+    assert FAMILY_RULES["moneta"] == {"memory_objective": "lp", "memory_retention": "lq"}
 
 
 def test_the_rule_reaches_every_memory_layer(family_model):

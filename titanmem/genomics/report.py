@@ -18,6 +18,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+from ..blocks import VARIANTS
+
 __all__ = ["PAPER_TABLE4", "FinetuneRecord", "markdown_table", "paper_table", "read_record", "summarize"]
 
 # Titans paper (arXiv 2501.00663), Table 4: top-1 accuracy (%) on five Genomic Benchmarks tasks after
@@ -35,8 +37,8 @@ PAPER_TABLE4: dict[str, dict[str, float | None]] = {
         "Neural Memory Module": (75.2, 89.6, 89.3, 96.6, 79.9),
     }.items()
 }
-# Row order of the tables: the memory variants, then the attention-only baselines; others after, by name.
-_VARIANT_ORDER = ("lmm", "mac", "mag", "mal", "transformer", "swa")
+# Row order of the tables: the blocks' order (memory variants, then the attention-only baselines).
+_VARIANT_ORDER = VARIANTS
 _VARIANT_NAMES = {"lmm": "LMM", "mac": "MAC", "mag": "MAG", "mal": "MAL", "transformer": "Transformer++",
                   "swa": "SWA"}
 

@@ -40,7 +40,10 @@ and the degree 2 the smallest polynomial map (the degree used is not stated).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
+
+from ..ops import NAMED_RULES, TITANS, MemoryRule
 
 __all__ = ["FAMILY_RULES", "PRESETS", "preset_variant"]
 
@@ -56,12 +59,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "760m": dict(_PAPER, hidden_size=1536, num_hidden_layers=16, num_attention_heads=16, intermediate_size=3712),
 }
 
+# The papers' models as TitansConfig fields: each rule of titanmem.ops.NAMED_RULES (where the rules are
+# defined once) written as the memory_* fields in which it differs from Titans, e.g. moneta's
+# {"memory_objective": "lp", "memory_retention": "lq"} (p = 3 and q = 4 are the defaults).
 FAMILY_RULES: dict[str, dict[str, Any]] = {
-    "moneta": dict(memory_objective="lp", memory_p=3.0, memory_retention="lq", memory_q=4.0),
-    "yaad": dict(memory_objective="huber"),
-    "memora": dict(memory_retention="kl"),
-    "omeganet": dict(memory_window=4, memory_feature_map="poly", memory_feature_degree=2),
-    "atlas": dict(memory_window=4, memory_feature_map="poly", memory_feature_degree=2, memory_optimizer="muon"),
+    name: {f"memory_{f.name}": getattr(NAMED_RULES[name], f.name) for f in dataclasses.fields(MemoryRule)
+           if getattr(NAMED_RULES[name], f.name) != getattr(TITANS, f.name)}
+    for name in ("moneta", "yaad", "memora", "omeganet", "atlas")
 }
 
 for _name, _rule in FAMILY_RULES.items():
