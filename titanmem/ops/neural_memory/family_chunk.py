@@ -15,6 +15,9 @@ per-token function of a linear combination of them (docs/miras_atlas.md derives 
   ``A_t = beta_t A_0 + sum_j K[t, j] step_j`` (one matmul) and the reads apply ``N(A_t)`` per token.
   Exact as well, at the cost of ``n`` weight-sized tensors per layer. With read "chunk" and the
   momentum optimizer the dual path carries the state and nothing is materialised.
+- Muon with the decay retention, on a layer whose input side is at least 8 times its output side
+  (Atlas's feature layer): Newton-Schulz in the Gram space of the output side, nothing weight-sized
+  formed per token (family_muon.py).
 
 Nothing here is approximated beyond the papers' own parallel training (gradients at the chunk start):
 the chunk op equals the token loop of ``family_naive.py`` to float rounding, which the tests check.
@@ -32,6 +35,7 @@ from torch.utils.checkpoint import checkpoint
 from .coefficients import _safe_log, segment_log_sums
 from .family_inputs import WindowContext, prepare_family_inputs
 from .family_math import effective_weights, newton_schulz, output_gradient
+from .family_muon import gram_form_applies, muon_gram_layer
 from .mlp import activation_backward, activation_fn, mlp_forward
 from .rule import TITANS, MemoryRule
 from .state import MemoryState, state_precision
@@ -183,34 +187,51 @@ def _dual_path(accs, moments, weights0, q, inputs, deltas, co, token_weights, re
 
 def _materialised_path(accs, moments, weights0, q, theta, inputs, deltas, co, token_weights, rule, read, activation,
                        residual):
-    """Per-token momenta and accumulators ``[B, H, n, d_in, d_out]``: Muon and non-linear retention."""
+    """Per-token weights: Muon and non-linear retention (each layer in the Gram form where it applies)."""
     act = activation_fn(activation)
-    depth = len(accs)
     coef_s = token_weights(co.p)  # [B, H, n, m]: weight of u_m in S_t (before E_t S_0)
-    all_a, all_s = [], []
+    readers, ends_a, ends_s = [], [], []
     for a, s, h, d in zip(accs, moments, inputs, deltas):
-        # sum_m coef_s[t, m] h_m^T delta_m for every t, as one matmul [n d_in, m] @ [m, d_out] (a
-        # broadcast over t on the right would copy delta n times).
-        n, d_in = coef_s.shape[-2], h.shape[-1]
-        left = (coef_s.unsqueeze(-2) * h.mT.unsqueeze(-3)).flatten(-3, -2)  # [B, H, n d_in, m]
-        update = (left @ d).unflatten(-2, (n, d_in))
-        s_all = co.eta_cum[..., None, None] * s.unsqueeze(2) - update
-        if rule.optimizer == "momentum":
-            step = s_all
+        if rule.optimizer == "muon" and rule.retention == "decay" and gram_form_applies(*a.shape[-2:]):
+            layer = muon_gram_layer(a, s, h, d, coef_s, theta, co.eta_cum, co.keep, co.beta, rule.ns_steps)
         else:
-            step = theta[..., None, None] * newton_schulz(s_all, rule.ns_steps)
-        kept = (co.keep @ step.flatten(-2)).view_as(step)
-        all_a.append(co.beta[..., None, None] * a.unsqueeze(2) + kept)
-        all_s.append(s_all)
+            layer = _materialised_layer(a, s, h, d, coef_s, theta, co, rule)
+        readers.append(layer[0])
+        ends_a.append(layer[1])
+        ends_s.append(layer[2])
     if read == "chunk":
         y = mlp_forward(weights0, q, activation, residual)
     else:
         x = q
-        for i, a_all in enumerate(all_a):
-            z = (x.unsqueeze(-2) @ effective_weights(a_all, rule)).squeeze(-2)
-            x = act(z) if i < depth - 1 else z
+        for i, layer_read in enumerate(readers):
+            z = layer_read(x)
+            x = act(z) if i < len(readers) - 1 else z
         y = x + q if residual else x
-    return y, tuple(a[:, :, -1] for a in all_a), tuple(s[:, :, -1] for s in all_s)
+    return y, tuple(ends_a), tuple(ends_s)
+
+
+def _materialised_layer(a, s, h, d, coef_s, theta, co, rule):
+    """One layer's per-token momenta and accumulators ``[B, H, n, d_in, d_out]``, formed in full.
+
+    Returns ``read(x)`` (token ``t``'s input times its weights ``N(A_t)``), ``A_n`` and ``S_n``.
+    """
+    # sum_m coef_s[t, m] h_m^T delta_m for every t, as one matmul [n d_in, m] @ [m, d_out] (a
+    # broadcast over t on the right would copy delta n times).
+    n, d_in = coef_s.shape[-2], h.shape[-1]
+    left = (coef_s.unsqueeze(-2) * h.mT.unsqueeze(-3)).flatten(-3, -2)  # [B, H, n d_in, m]
+    update = (left @ d).unflatten(-2, (n, d_in))
+    s_all = co.eta_cum[..., None, None] * s.unsqueeze(2) - update
+    if rule.optimizer == "momentum":
+        step = s_all
+    else:
+        step = theta[..., None, None] * newton_schulz(s_all, rule.ns_steps)
+    kept = (co.keep @ step.flatten(-2)).view_as(step)
+    a_all = co.beta[..., None, None] * a.unsqueeze(2) + kept
+
+    def read(x: torch.Tensor) -> torch.Tensor:
+        return (x.unsqueeze(-2) @ effective_weights(a_all, rule)).squeeze(-2)
+
+    return read, a_all[:, :, -1], s_all[:, :, -1]
 
 
 def _family_group(accs, moments, q, k, v, gamma, delta, theta, eta, alpha, settings):
