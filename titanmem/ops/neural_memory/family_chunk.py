@@ -192,7 +192,9 @@ def _materialised_path(accs, moments, weights0, q, theta, inputs, deltas, co, to
     coef_s = token_weights(co.p)  # [B, H, n, m]: weight of u_m in S_t (before E_t S_0)
     readers, ends_a, ends_s = [], [], []
     for a, s, h, d in zip(accs, moments, inputs, deltas):
-        if rule.optimizer == "muon" and rule.retention == "decay" and gram_form_applies(*a.shape[-2:]):
+        # The Gram form iterates in float64, which Apple's MPS backend lacks.
+        if (rule.optimizer == "muon" and rule.retention == "decay" and gram_form_applies(*a.shape[-2:])
+                and a.device.type != "mps"):
             layer = muon_gram_layer(a, s, h, d, coef_s, theta, co.eta_cum, co.keep, co.beta, rule.ns_steps)
         else:
             layer = _materialised_layer(a, s, h, d, coef_s, theta, co, rule)
