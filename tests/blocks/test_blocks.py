@@ -12,8 +12,9 @@ from titanmem.blocks import VARIANTS, BlockSpec, build_block
 
 RTOL = 1e-10
 SEGMENT, WINDOW, T = 4, 5, 19
-# Every variant, and MAC with a convolution on its retrieval query (its state carries a conv tail).
-CASES = (*VARIANTS, "mac-query-conv", "mac-read-residual")
+# Every variant, and MAC with a convolution on its retrieval query (its state carries a conv tail), with
+# the residual read and with its memory written with the block input.
+CASES = (*VARIANTS, "mac-query-conv", "mac-read-residual", "mac-memory-input")
 
 
 def _block(variant: str, seed: int = 0, **kw):
@@ -24,6 +25,8 @@ def _block(variant: str, seed: int = 0, **kw):
         variant, args["mac_query_conv"] = "mac", 3
     if variant == "mac-read-residual":
         variant, args["mac_read_residual"] = "mac", True
+    if variant == "mac-memory-input":
+        variant, args["mac_memory_input"] = "mac", "input"
     args.update(kw)
     block = build_block(variant, BlockSpec(**args)).double()
     with torch.no_grad():  # random gate biases: gates differ per head (the defaults are uniform)
@@ -102,6 +105,21 @@ def test_mac_read_residual_gives_the_memory_read_a_path_that_skips_attention(res
     assert reaches == residual
 
 
+@pytest.mark.parametrize("source", ["attention", "input"])
+def test_mac_memory_input_chooses_the_stream_the_memory_is_written_with(source):
+    # One whole segment: the block's memory state is the memory layer's own state after the
+    # normalised block input exactly when the memory is written with the input (eq. 24 writes y).
+    block = _block("mac", mac_memory_input=source)
+    x = _x(length=SEGMENT)
+    with torch.no_grad():
+        _, state = block(x)
+        _, own = block.memory(block.norm(x), block.memory.initial_state(2))
+    tensors = (*state.memory.memory.weights, *state.memory.memory.momentum)
+    expected = (*own.memory.weights, *own.memory.momentum)
+    same = all(torch.allclose(a, b, rtol=RTOL, atol=0) for a, b in zip(tensors, expected, strict=True))
+    assert same == (source == "input")
+
+
 @pytest.mark.parametrize("kernel", [0, 3])
 def test_mac_query_conv_lets_a_segment_start_ask_with_the_tokens_before_it(kernel):
     # Eq. 21's query is per token: the retrieval of a segment's first token knows nothing of the
@@ -155,6 +173,8 @@ def test_window_bounds_what_attention_sees(variant):
         (dict(hidden_size=8, num_heads=2, intermediate_size=8, segment_size=0), r"segment_size must be >= 1"),
         (dict(hidden_size=8, num_heads=2, intermediate_size=8, n_persistent=-1), r"n_persistent must be >= 0"),
         (dict(hidden_size=8, num_heads=2, intermediate_size=8, mac_query_conv=-1), r"mac_query_conv must be >= 0"),
+        (dict(hidden_size=8, num_heads=2, intermediate_size=8, mac_memory_input="output"),
+         r"mac_memory_input must be one of \('attention', 'input'\), got 'output'"),
     ],
 )
 def test_bad_spec(kw, pattern):

@@ -29,6 +29,7 @@ SMALL = dict(hidden_size=32, num_attention_heads=2, intermediate_size=48, window
         (dict(mac_query_conv=-1), "mac_query_conv"),
         (dict(mac_query_conv=2.5), "mac_query_conv"),
         (dict(mac_read_residual="yes"), "mac_read_residual"),
+        (dict(mac_memory_input="output"), "mac_memory_input"),
         (dict(memory_activation="tanh"), "memory_activation"),
         (dict(max_lr=0.0), "max_lr"),
         (dict(recompute_chunks=-1), "recompute_chunks"),

@@ -28,8 +28,9 @@ TINY = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention
             initializer_range=0.1)
 
 
-# Every variant, and MAC with a convolution on its retrieval query (a conv tail in its cache state).
-CASES = (*VARIANTS, "mac-query-conv", "mac-read-residual")
+# Every variant, and MAC with a convolution on its retrieval query (a conv tail in its cache state), with
+# the residual read and with its memory written with the block input.
+CASES = (*VARIANTS, "mac-query-conv", "mac-read-residual", "mac-memory-input")
 
 
 def _model(variant: str, dtype: torch.dtype = torch.float64, seed: int = 0, **kw) -> TitansForCausalLM:
@@ -38,6 +39,8 @@ def _model(variant: str, dtype: torch.dtype = torch.float64, seed: int = 0, **kw
         variant, kw = "mac", {"mac_query_conv": 3, **kw}
     if variant == "mac-read-residual":
         variant, kw = "mac", {"mac_read_residual": True, **kw}
+    if variant == "mac-memory-input":
+        variant, kw = "mac", {"mac_memory_input": "input", **kw}
     model = TitansForCausalLM(TitansConfig(variant=variant, **{**TINY, **kw})).to(dtype)
     with torch.no_grad():  # random gate biases: gates differ per head (the defaults are uniform)
         for name, p in model.named_parameters():

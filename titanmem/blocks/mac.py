@@ -16,6 +16,9 @@ causal depthwise convolution of kernel K whose window crosses the segment bounda
 With ``spec.mac_read_residual`` the retrieved tokens are also added to the residual stream,
 ``x + h_t + y (x) M*_t(y)``: a path from the memory's read to the output that does not go through
 attention (the paper's read reaches the output only as attention context).
+With ``spec.mac_memory_input = "input"`` eqs. 24-25 write and read the memory with the normalised
+block input instead of y, ``M_t = M_{t-1}(x)`` and ``o_t = y (x) M*_t(x)``, as MAG's and MAL's
+memories are written: an experiment on why the paper's block learns slowly here (docs/architectures.md).
 The memory's chunk is the segment, so its state at a chunk boundary is M_{t-1}; the
 write with y and the per-token read M*_t(y_j) after token j's update (read="token") are one call of
 the memory layer. (x) is ``y * sigmoid(M*(y))``.
@@ -76,6 +79,7 @@ class MACBlock(nn.Module):
         self.retrieve_norm = RMSNorm(spec.resolved_head_dim, spec.norm_eps)
         self.retrieve_out = nn.Linear(inner, spec.hidden_size, bias=False)
         self.read_residual = spec.mac_read_residual
+        self.memory_reads_input = spec.mac_memory_input == "input"
         # eqs. 22-23: attention inside the segment.
         self.q_proj = nn.Linear(spec.hidden_size, inner, bias=False)
         self.k_proj = nn.Linear(spec.hidden_size, inner, bias=False)
@@ -141,7 +145,8 @@ class MACBlock(nn.Module):
             mask = torch.cat((mask.new_ones(n, p.shape[1]), mask), dim=1)
         attended = masked_attention(q, keys, values, mask, impl=self.attn_impl)  # eq. 23
         y = self.o_proj(rearrange(attended, "b t h d -> b t (h d)"))
-        read, memory = self.memory(y, state.memory)  # eqs. 24-25: write with y, read M*_t(y)
+        # eqs. 24-25: write with y, read M*_t(y) (or with the block input, mac_memory_input="input").
+        read, memory = self.memory(h if self.memory_reads_input else y, state.memory)
         x = x + y * torch.sigmoid(read)
         if self.read_residual:
             x = x + retrieved

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from ..checks import check_int, check_real
 from ..ops import TITANS, MemoryRule
 
-__all__ = ["BlockSpec"]
+__all__ = ["BlockSpec", "MAC_MEMORY_INPUTS"]
+
+# What MAC's memory is written with: the attention output (eqs. 24-25 as written) or the block input.
+MAC_MEMORY_INPUTS = ("attention", "input")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,9 @@ class BlockSpec:
             eq. 21's per-token query ``q_t = S^(t) W_Q``).
         mac_read_residual: also add MAC's retrieved tokens ``h_t`` (eq. 21) to the residual stream,
             beside their use as attention context (False: eq. 22-25 as written).
+        mac_memory_input: what MAC's memory is written with and read at in eqs. 24-25: ``"attention"``
+            (the attention output y, as written) or ``"input"`` (the normalised block input, as MAG's
+            and MAL's memories are).
         rope_theta: RoPE base; norm_eps: RMSNorm epsilon; attn_impl: ``"sdpa"`` or ``"eager"``.
         max_surprise: bound on each token's surprise norm in the memory (None: unbounded).
         max_alpha, forget_bias_init: the forgetting gate's upper bound and initial logit bias.
@@ -54,6 +60,7 @@ class BlockSpec:
     segment_size: int = 64
     mac_query_conv: int = 0
     mac_read_residual: bool = False
+    mac_memory_input: str = "attention"
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
     attn_impl: str = "sdpa"
@@ -81,6 +88,8 @@ class BlockSpec:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__} "
                                 f"({getattr(self, name)!r})")
+        if self.mac_memory_input not in MAC_MEMORY_INPUTS:
+            raise ValueError(f"mac_memory_input must be one of {MAC_MEMORY_INPUTS}, got {self.mac_memory_input!r}")
         if self.window is not None:
             check_int("window", self.window, 1)
         if self.head_dim is None and self.hidden_size % self.num_heads:

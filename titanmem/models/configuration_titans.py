@@ -8,6 +8,7 @@ from typing import Any
 from transformers import PreTrainedConfig
 
 from ..blocks import VARIANTS, BlockSpec
+from ..blocks.spec import MAC_MEMORY_INPUTS
 from ..checks import check_int, check_real
 from ..layers.masked_attention import ATTENTION_IMPLS
 from ..ops import MemoryRule
@@ -73,6 +74,9 @@ class TitansConfig(PreTrainedConfig):
         mac_read_residual: MAC also adds its retrieved tokens h_t (eq. 21) to the residual stream, a
             direct path from the memory's read to the output beside attention over them (False: the
             paper's eqs. 22-25; docs/results.md, "MAC: why it does not learn here").
+        mac_memory_input: what MAC's memory is written with and read at (eqs. 24-25): ``"attention"``
+            (the attention output y, the paper's block) or ``"input"`` (the normalised block input, as
+            MAG's and MAL's memories are; an experiment, docs/architectures.md).
         rope_theta, rms_norm_eps, attn_impl (``"sdpa"`` or ``"eager"``): attention and norms.
         compiled, recompute_chunks: how the memory op runs, like ``attn_impl`` an execution choice
             that leaves the numbers as they are (up to float rounding): ``compiled`` runs its full
@@ -126,6 +130,7 @@ class TitansConfig(PreTrainedConfig):
     segment_size: int = _SPEC["segment_size"]
     mac_query_conv: int = _SPEC["mac_query_conv"]
     mac_read_residual: bool = _SPEC["mac_read_residual"]
+    mac_memory_input: str = _SPEC["mac_memory_input"]
     max_lr: float = _SPEC["max_lr"]
     memory_activation: str = _SPEC["memory_activation"]
     rope_theta: float = _SPEC["rope_theta"]
@@ -206,6 +211,8 @@ class TitansConfig(PreTrainedConfig):
             raise ValueError(f"classifier_pooling must be one of {CLASSIFIER_POOLINGS}, got {self.classifier_pooling!r}")
         if self.attn_impl not in ATTENTION_IMPLS:
             raise ValueError(f"attn_impl must be one of {ATTENTION_IMPLS}, got {self.attn_impl!r}")
+        if self.mac_memory_input not in MAC_MEMORY_INPUTS:
+            raise ValueError(f"mac_memory_input must be one of {MAC_MEMORY_INPUTS}, got {self.mac_memory_input!r}")
 
     def block_spec(self) -> BlockSpec:
         """The :class:`BlockSpec` every layer of the model is built from."""
@@ -216,6 +223,7 @@ class TitansConfig(PreTrainedConfig):
             memory_depth=self.memory_depth, memory_expansion=self.memory_expansion, chunk_size=self.chunk_size,
             max_lr=float(self.max_lr), memory_activation=self.memory_activation, segment_size=self.segment_size,
             mac_query_conv=self.mac_query_conv, mac_read_residual=self.mac_read_residual,
+            mac_memory_input=self.mac_memory_input,
             rope_theta=float(self.rope_theta), norm_eps=float(self.rms_norm_eps), attn_impl=self.attn_impl,
             compiled=self.compiled, recompute_chunks=self.recompute_chunks,
             max_surprise=None if self.max_surprise is None else float(self.max_surprise),
