@@ -17,8 +17,9 @@ With ``spec.mac_read_residual`` the retrieved tokens are also added to the resid
 ``x + h_t + y (x) M*_t(y)``: a path from the memory's read to the output that does not go through
 attention (the paper's read reaches the output only as attention context).
 With ``spec.mac_memory_input = "input"`` eqs. 24-25 write and read the memory with the normalised
-block input instead of y, ``M_t = M_{t-1}(x)`` and ``o_t = y (x) M*_t(x)``, as MAG's and MAL's
-memories are written: an experiment on why the paper's block learns slowly here (docs/architectures.md).
+block input N(x) instead of y, so the gate is ``o_t = y (x) M*_t(N(x))``, as MAG's and MAL's
+memories are written and read: not the paper's block, but the one that learns the DNA tasks
+(docs/results.md, "MAC's memory written with the block input").
 The memory's chunk is the segment, so its state at a chunk boundary is M_{t-1}; the
 write with y and the per-token read M*_t(y_j) after token j's update (read="token") are one call of
 the memory layer. (x) is ``y * sigmoid(M*(y))``.
