@@ -22,7 +22,7 @@ memories are written and read: not the paper's block, but the one that learns th
 (docs/results.md, "MAC's memory written with the block input").
 The memory's chunk is the segment, so its state at a chunk boundary is M_{t-1}; the
 write with y and the per-token read M*_t(y_j) after token j's update (read="token") are one call of
-the memory layer. (x) is ``y * sigmoid(M*(y))``.
+the memory layer. (x) is the gate ``y * sigmoid(M*(.))``, read at y or at N(x).
 """
 
 from __future__ import annotations
