@@ -15,9 +15,11 @@ torch.set_num_threads(1)
 
 @pytest.fixture(autouse=True)
 def _seed_everything():
-    """Every test starts from the same global RNG state (helpers also use explicit generators)."""
+    """Every test starts from the same global RNG state (helpers also use explicit generators), and
+    no test leaves subnormal flushing on for the next (the training commands turn it on)."""
     torch.manual_seed(0)
     yield
+    torch.set_flush_denormal(False)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from titanmem.blocks import VARIANTS
 from titanmem.cli import main
 from titanmem.data import NucleotideTokenizer
 from titanmem.data.genomes import reverse_complement
+from titanmem.genomics import finetune as finetune_module
 from titanmem.genomics.finetune import (
     _batches, build_classifier, evaluate_both_ways, evaluate_classifier, finetune_job_from_dict, length_groups,
     load_finetune_job,
@@ -101,13 +102,16 @@ def test_a_causal_lm_folder_becomes_the_backbone(tmp_path):
         build_classifier(job, NucleotideTokenizer(), ("a", "b"))
 
 
-def test_finetune_and_eval_commands_learn_an_easy_task(tmp_path, capsys):
+def test_finetune_and_eval_commands_learn_an_easy_task(tmp_path, capsys, monkeypatch):
+    prepared: list[int] = []
+    monkeypatch.setattr(finetune_module, "prepare_cpu", prepared.append)
     folder = write_benchmark(_easy_task(), tmp_path / "benchmarks")
     out = tmp_path / "run"
     overrides = [f"--task.path={folder}", f"--out_dir={out}", "--train.steps=40", "--train.batch_size=12",
                  "--train.warmup_steps=4", "--train.lr=3e-3", "--train.log_every=40"]
     overrides += [f"--model.{k}={v}" for k, v in SMALL.items()]
     assert main(["dna", "finetune", "--config", str(CONFIGS / "mag.toml"), *overrides]) == 0
+    assert prepared == [0]  # the config's train.threads (0: torch's choice), before training
     results = json.loads((out / "results.json").read_text())
     assert results["variant"] == "mag" and results["test"]["n"] == 12
     assert results["test"]["accuracy"] >= 0.9, results["test"]

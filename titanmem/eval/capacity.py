@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cli_args import CommandError, nonneg_int, positive_int
+from ..devices import prepare_cpu
 from ..ops import NAMED_RULES, MemoryRule, MemoryState, neural_memory_family_chunk
 from ..ops.neural_memory.features import feature_dim
 
@@ -216,8 +217,7 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_capacity(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    prepare_cpu(args.threads)
     results = []
     try:
         settings = [CapacitySetting(rule=r, pairs=n, dim=args.dim, depth=d, hidden=args.hidden, passes=args.passes,

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from ..data.tokenizers import Tokenizer
-from ..devices import resolve_device
+from ..devices import prepare_cpu, resolve_device
 from ..train.config import (OptimConfig, ScheduleConfig, check_train_section, job_tables, merge_tables,
                             parse_overrides, read_toml, split_model_table, typed_section)
 from ..train.loop import StepRecord, train_steps
@@ -319,8 +319,7 @@ def train_on_task(job: TaskJob, log: Callable[[str], None] | None = print
         FloatingPointError: the loss is not finite (the message says which settings to lower).
     """
     t = job.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
+    prepare_cpu(t.threads)
     task = job.task.build()
     torch.manual_seed(t.seed)
     device = resolve_device(t.device)

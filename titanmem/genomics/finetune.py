@@ -33,7 +33,7 @@ import torch
 
 from ..data.genomes import reverse_complement
 from ..data.tokenizers import Tokenizer, get_tokenizer
-from ..devices import resolve_device
+from ..devices import prepare_cpu, resolve_device
 from ..train.config import (OptimConfig, ScheduleConfig, check_train_section, job_tables, merge_tables,
                             parse_overrides, read_toml, split_model_table, typed_section)
 from ..train.loop import StepRecord, train_steps
@@ -230,8 +230,7 @@ def finetune(job: FinetuneJob, task: SequenceTask, log: Callable[[str], None] | 
         FloatingPointError: the loss is not finite (the message says which settings to lower).
     """
     t = job.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
+    prepare_cpu(t.threads)
     tokenizer = get_tokenizer(job.task.tokenizer)
     device = resolve_device(t.device)
     torch.manual_seed(t.seed)

@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import BatchLoader, TokenDataset, get_tokenizer, prepare_dataset
+from ..devices import prepare_cpu
 from ..models import TitansCache, TitansConfig, TitansForCausalLM
 from .checkpoint import find_resumable, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
 from .config import JobConfig
@@ -223,8 +224,7 @@ def train(cfg: JobConfig, *, resume: bool | str | Path = False, stop_at: int | N
 
 
 def _train(cfg: JobConfig, info: DistInfo, resume: bool | str | Path, stop_at: int | None) -> TrainResult:
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
+    prepare_cpu(cfg.run.threads)
     run = _Run(cfg, info)
     model = run.model
     start_step, checkpoint = 0, None
