@@ -44,8 +44,11 @@ def prepare_cpu(threads: int = 0) -> None:
     call this once at their start.
 
     Raises:
+        TypeError: ``threads`` is not an int.
         ValueError: ``threads`` is negative.
     """
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be an int (0 keeps torch's choice), got {type(threads).__name__} {threads!r}")
     if threads < 0:
         raise ValueError(f"threads must be >= 0 (0 keeps torch's choice), got {threads}")
     if threads:

@@ -113,6 +113,14 @@ def test_command_prints_the_table_and_writes_json(tmp_path, capsys):
     assert all(0.0 <= r["recall"] <= 1.0 and r["test_seeds"] == [1] for r in data["results"])
 
 
+def test_command_runs_without_threads_and_keeps_torchs_choice(tmp_path, capsys):
+    threads = torch.get_num_threads()
+    assert main(["eval", "capacity", "--rules", "titans", "--pairs", "4", "--dim", "8", "--tune-seeds", "1",
+                 "--test-seeds", "1", "--out", str(tmp_path / "cap.json")]) == 0
+    assert "| titans | 1 |" in capsys.readouterr().out
+    assert torch.get_num_threads() == threads
+
+
 def test_command_rejects_an_unknown_rule(capsys):
     with pytest.raises(SystemExit):
         main(["eval", "capacity", "--rules", "nope"])

@@ -37,6 +37,8 @@ def test_prepare_cpu_flushes_subnormals_and_sets_threads(restore_threads):
 def test_prepare_cpu_refuses_negative_threads():
     with pytest.raises(ValueError, match=r"threads must be >= 0.*got -1"):
         prepare_cpu(-1)
+    with pytest.raises(TypeError, match=r"threads must be an int.*got NoneType None"):
+        prepare_cpu(None)
 
 
 def test_train_prepares_the_cpu_with_the_configs_threads(tmp_path, corpus_dir, monkeypatch):

@@ -217,7 +217,7 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_capacity(args: argparse.Namespace) -> int:
-    prepare_cpu(args.threads)
+    prepare_cpu(args.threads or 0)  # --threads defaults to None: torch's choice
     results = []
     try:
         settings = [CapacitySetting(rule=r, pairs=n, dim=args.dim, depth=d, hidden=args.hidden, passes=args.passes,
