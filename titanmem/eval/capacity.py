@@ -212,12 +212,12 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune-seeds", type=positive_int, default=2, help="draws tuned on: seed ... (default 2)")
     parser.add_argument("--test-seeds", type=positive_int, default=5,
                         help="draws scored after tuning, the ones after the tuning draws (default 5)")
-    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=positive_int, default=0, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", default=None, help="also write every cell as JSON to this file")
 
 
 def run_capacity(args: argparse.Namespace) -> int:
-    prepare_cpu(args.threads or 0)  # --threads defaults to None: torch's choice
+    prepare_cpu(args.threads)
     results = []
     try:
         settings = [CapacitySetting(rule=r, pairs=n, dim=args.dim, depth=d, hidden=args.hidden, passes=args.passes,
