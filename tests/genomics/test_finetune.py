@@ -16,8 +16,8 @@ from titanmem.data import NucleotideTokenizer
 from titanmem.data.genomes import reverse_complement
 from titanmem.genomics import finetune as finetune_module
 from titanmem.genomics.finetune import (
-    _batches, build_classifier, evaluate_both_ways, evaluate_classifier, finetune_job_from_dict, length_groups,
-    load_finetune_job,
+    _batches, _class_probabilities, build_classifier, evaluate_both_ways, evaluate_classifier, finetune_job_from_dict,
+    length_groups, load_finetune_job, validation_split,
 )
 from titanmem.genomics.tasks import SequenceTask, write_benchmark
 from titanmem.models import TitansConfig, TitansForCausalLM
@@ -41,6 +41,11 @@ def test_every_variant_has_a_finetune_config(variant):
     ({"model": {"init": 3}}, "model.init must be a path string"),
     ({"model": {"variant": "rnn"}}, "invalid \\[model\\] section"),
     ({"extra": {}}, "unknown config key extra"),
+    ({"task": {"val_fraction": 1.0}}, "task.val_fraction must be in \\[0, 1\\), got 1.0"),
+    ({"task": {"val_fraction": -0.1}}, "task.val_fraction must be in"),
+    ({"train": {"keep_best": True}}, "train.keep_best needs a validation split"),
+    ({"train": {"eval_every": -1}}, "train.eval_every must be >= 0"),
+    ({"task": {"val_seed": -1}}, "task.val_seed must be >= 0"),
 ])
 def test_bad_jobs_name_the_key(raw, message):
     with pytest.raises(ValueError, match=message):
@@ -117,6 +122,7 @@ def test_finetune_and_eval_commands_learn_an_easy_task(tmp_path, capsys, monkeyp
     assert results["test"]["accuracy"] >= 0.9, results["test"]
     assert len((out / "train_log.csv").read_text().splitlines()) == 41
     assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and results["skipped_steps"] == []
+    assert "validation" not in results  # no validation split unless asked for
     capsys.readouterr()
     assert main(["dna", "eval", str(out / "model"), str(folder)]) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -168,3 +174,48 @@ def test_dna_commands_report_mistakes_in_one_line(tmp_path, capsys):
     assert "finetune_job.json" in capsys.readouterr().err
     assert main(["dna", "tasks", "--out", str(tmp_path), "--data-dir", str(tmp_path / "empty")]) == 2
     assert "titanmem data dna-human" in capsys.readouterr().err
+
+
+def test_validation_split_holds_out_a_fraction_of_each_class_reproducibly():
+    pairs = [(f"A{i}", 0) for i in range(30)] + [(f"C{i}", 1) for i in range(10)] + [(f"G{i}", 2) for i in range(3)]
+    rest, held = validation_split(pairs, 0.2, seed=5)
+    # round(0.2 * n) per class, at least one: 6 of 30, 2 of 10, 1 of 3
+    assert [sum(1 for _, y in held if y == c) for c in range(3)] == [6, 2, 1]
+    assert sorted(rest + held) == sorted(pairs) and not set(rest) & set(held)
+    assert list(rest) == [p for p in pairs if p in rest] and list(held) == [p for p in pairs if p in held]
+    assert validation_split(pairs, 0.2, seed=5) == (rest, held)
+    assert validation_split(pairs, 0.2, seed=6)[1] != held
+    assert validation_split(pairs, 0.0, seed=5) == (tuple(pairs), ())
+    with pytest.raises(ValueError, match="fraction must be in \\[0, 1\\), got 1.0"):
+        validation_split(pairs, 1.0, seed=0)
+    with pytest.raises(ValueError, match="class 1 has 1 training pairs"):
+        validation_split([("A", 0), ("C", 0), ("G", 1)], 0.5, seed=0)
+
+
+@pytest.mark.parametrize("keep_best", [True, False])
+def test_validation_scores_every_few_steps_and_keep_best_restores_that_step(tmp_path, keep_best):
+    folder = write_benchmark(_easy_task(n=64), tmp_path / "benchmarks")
+    out = tmp_path / "run"
+    overrides = [f"--task.path={folder}", f"--out_dir={out}", "--train.steps=30", "--train.batch_size=8",
+                 "--train.warmup_steps=3", "--train.lr=3e-3", "--train.log_every=30", "--task.val_fraction=0.25",
+                 "--train.eval_every=10", f"--train.keep_best={str(keep_best).lower()}", "--train.threads=1"]
+    overrides += [f"--model.{k}={v}" for k, v in SMALL.items()]
+    assert main(["dna", "finetune", "--config", str(CONFIGS / "lmm.toml"), *overrides]) == 0
+    results = json.loads((out / "results.json").read_text())
+    val = results["validation"]
+    assert [s["step"] for s in val["by_step"]] == [10, 20, 30] and val["n"] == 12  # 25% of 24 per class
+    best = max(val["by_step"], key=lambda s: (s["accuracy"], -s["loss"]))
+    assert (val["best_step"], val["best_accuracy"]) == (best["step"], best["accuracy"])
+    assert val["kept"] == ("best" if keep_best else "last") and (val["fraction"], val["seed"]) == (0.25, 0)
+    assert val["best_step"] < 30  # this seed's best is not its last step, so best and last weights differ
+    # The saved model is the kept step's: it scores the validation split exactly as that step did.
+    task = _easy_task(n=64)
+    _, held = validation_split(task.train, 0.25, seed=0)
+    from titanmem.models import TitansForSequenceClassification
+
+    model = TitansForSequenceClassification.from_pretrained(out / "model").eval()
+    probs, labels = _class_probabilities(model, NucleotideTokenizer(), held, 64, "+")
+    kept = best if keep_best else val["by_step"][-1]
+    loss = float(-probs.gather(1, labels[:, None]).log().double().mean())
+    assert loss == pytest.approx(kept["loss"], rel=1e-5)
+    assert float((probs.argmax(-1) == labels).double().mean()) == kept["accuracy"]

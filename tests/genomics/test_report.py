@@ -12,7 +12,7 @@ from titanmem.genomics.report import PAPER_TABLE4, markdown_table, paper_table, 
 
 
 def _write(folder, name, *, task="coding-vs-intergenic", variant="lmm", pretrained=False, seed=0, steps=300,
-           correct=450, n=544, both=None, parameters=1000):
+           correct=450, n=544, both=None, parameters=1000, validation=None):
     """A results.json of the shape titanmem dna finetune writes, with the fields the report reads."""
     run = folder / name
     run.mkdir(parents=True)
@@ -21,6 +21,9 @@ def _write(folder, name, *, task="coding-vs-intergenic", variant="lmm", pretrain
             "test": {"accuracy": correct / n, "n": n, "correct": correct}}
     if both is not None:
         data["test_both_strands"] = {"accuracy": both / n, "n": n, "correct": both}
+    if validation is not None:  # (fraction, kept)
+        data["job"]["task"] = {"val_fraction": validation[0], "val_seed": 0}
+        data["validation"] = {"kept": validation[1]}
     (run / "results.json").write_text(json.dumps(data))
     return run
 
@@ -48,6 +51,18 @@ def test_budgets_variants_and_tasks_get_their_own_rows_in_a_fixed_order(tmp_path
         ("lmm", "coding-vs-intergenic", 300), ("lmm", "coding-vs-intergenic", 600), ("lmm", "human-vs-worm", 300),
         ("mac", "coding-vs-intergenic", 300), ("swa", "coding-vs-intergenic", 300)]
     assert "| - | - |" in markdown_table(rows)  # no pretrained run: no mean and no change
+
+
+def test_runs_that_chose_their_weights_on_a_validation_split_get_their_own_row(tmp_path):
+    runs = [_write(tmp_path, "plain"), _write(tmp_path, "best", validation=(0.1, "best"), correct=460),
+            _write(tmp_path, "last", validation=(0.1, "last"), correct=470)]
+    rows = summarize(read_record(r) for r in runs)
+    assert [(r["selection"], r["scratch"][0]) for r in rows] == [
+        ("", pytest.approx(450 / 544)), ("val 10%, best", pytest.approx(460 / 544)),
+        ("val 10%, last", pytest.approx(470 / 544))]
+    table = markdown_table(rows)
+    assert "| LMM | coding-vs-intergenic | 300 | 1,000 |" in table
+    assert "| LMM | coding-vs-intergenic | 300 (val 10%, best) | 1,000 |" in table
 
 
 def test_halves_round_away_from_zero_and_one_seed_names_it(tmp_path):

@@ -5,7 +5,9 @@ A job is a TOML file (``configs/dna/finetune/*.toml``; a ``base`` file may hold 
 - ``[model]``: ``preset``, ``variant``, ``init`` (a DNA pretraining run folder, one of its checkpoints,
   or a Hugging Face folder; empty: from scratch) and any :class:`~titanmem.models.TitansConfig` field;
 - ``[task]``: ``path`` (a folder of the Genomic Benchmarks layout, e.g. written by ``titanmem dna
-  tasks``), ``tokenizer`` (``dna`` or ``dna-kmer:<k>``), ``max_train`` (0: every training sequence);
+  tasks``), ``tokenizer`` (``dna`` or ``dna-kmer:<k>``), ``max_train`` (0: every training sequence),
+  ``val_fraction`` and ``val_seed`` (a validation split cut from the training sequences, see
+  :func:`validation_split`; 0: none);
 - ``[train]``: :class:`FinetuneTrain`; ``[eval]``: :class:`FinetuneEval`;
 - top level ``name`` and ``out_dir``.
 
@@ -14,6 +16,12 @@ optimizer and schedule. The model does not support padding, so a batch holds seq
 token length: sequences are grouped by length and each step draws its batch from one group (chosen
 in proportion to the groups' sizes). Outputs under ``out_dir``: ``model/`` (``save_pretrained`` plus
 ``finetune_job.json``), ``train_log.csv``, ``loss_curve.png`` and ``results.json`` (test accuracy, per class too).
+
+Choices such as the number of steps or the learning rate are made on the validation split, never on
+the test split: with ``task.val_fraction > 0`` the job scores the held-out training sequences every
+``train.eval_every`` steps and at the end (``results.json["validation"]``), and ``train.keep_best``
+ends the job with the weights of the step that scored best there (Hugging Face's
+``load_best_model_at_end``), which are then scored on the test split.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from .tasks import SequenceTask, load_benchmark
 __all__ = [
     "FinetuneEval", "FinetuneJob", "FinetuneModel", "FinetuneTask", "FinetuneTrain", "build_classifier",
     "evaluate_both_ways", "evaluate_classifier", "finetune", "finetune_job_from_dict", "length_groups",
-    "load_finetune_job", "run_finetune_job",
+    "load_finetune_job", "run_finetune_job", "validation_split",
 ]
 
 
@@ -60,11 +68,15 @@ class FinetuneModel:
 
 @dataclass
 class FinetuneTask:
-    """The Genomic Benchmarks folder, the tokenizer spec, and a cap on the training sequences (0: none)."""
+    """The Genomic Benchmarks folder, the tokenizer spec, a cap on the training sequences (0: none), and
+    the validation split: ``val_fraction`` of each class's training sequences (0: none) held out, drawn
+    with ``val_seed`` (fixed across training seeds, so every seed is scored on the same sequences)."""
 
     path: str = "runs/dna/benchmarks/coding-vs-intergenic"
     tokenizer: str = "dna"
     max_train: int = 0
+    val_fraction: float = 0.0
+    val_seed: int = 0
 
 
 @dataclass
@@ -74,6 +86,10 @@ class FinetuneTrain:
     ``reverse_complement``: each step's batch is read from the other strand with probability 1/2
     (a sequence's class does not depend on the strand it is read from in these tasks).
     ``threads``: torch intra-op threads (0 keeps torch's setting).
+    ``eval_every``: score the validation split (``task.val_fraction > 0``) every this many steps, and
+    always after the last (0: after the last only). ``keep_best``: end with the weights of the scored
+    step with the highest validation accuracy (ties: the lower validation loss, then the earlier
+    step) instead of the last step's; needs a validation split.
     """
 
     steps: int = 500
@@ -88,6 +104,8 @@ class FinetuneTrain:
     device: str = "cpu"
     threads: int = 0
     log_every: int = 25
+    eval_every: int = 0
+    keep_best: bool = False
 
 
 @dataclass
@@ -134,9 +152,15 @@ def finetune_job_from_dict(raw: Mapping[str, Any]) -> FinetuneJob:
     check_train_section(t, (("train.steps", t.steps, 1), ("train.batch_size", t.batch_size, 1),
                             ("train.warmup_steps", t.warmup_steps, 0), ("train.log_every", t.log_every, 1),
                             ("train.threads", t.threads, 0), ("train.seed", t.seed, 0),
-                            ("eval.batch_size", job.eval.batch_size, 1), ("task.max_train", job.task.max_train, 0)))
+                            ("eval.batch_size", job.eval.batch_size, 1), ("task.max_train", job.task.max_train, 0),
+                            ("train.eval_every", t.eval_every, 0), ("task.val_seed", job.task.val_seed, 0)))
     if t.warmup_steps > t.steps:
         raise ValueError(f"train.warmup_steps must be <= train.steps ({t.steps}), got {t.warmup_steps}")
+    if not 0.0 <= job.task.val_fraction < 1.0:
+        raise ValueError(f"task.val_fraction must be in [0, 1), got {job.task.val_fraction!r}")
+    if t.keep_best and not job.task.val_fraction:
+        raise ValueError("train.keep_best needs a validation split: set task.val_fraction > 0 "
+                         f"(got {job.task.val_fraction!r})")
     get_tokenizer(job.task.tokenizer)  # a bad spec fails here, naming the forms
     if not job.model.init:
         from ..models import TitansConfig
@@ -189,6 +213,34 @@ def build_classifier(job: FinetuneJob, tokenizer: Tokenizer, classes: Sequence[s
     return TitansForSequenceClassification(config)
 
 
+def validation_split(pairs: Sequence[tuple[str, int]], fraction: float, seed: int
+                     ) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
+    """``(train, validation)``: ``round(fraction * n_c)`` of each class's ``n_c`` pairs (at least one
+    where ``fraction > 0``, never all of them) drawn without replacement by ``seed``; both keep the
+    input order. The validation pairs are training sequences, so a choice made on them never sees the
+    test split; windows cut next to each other from one genome may share a gene or a repeat, so
+    validation accuracy can run a little above test accuracy.
+
+    Raises:
+        ValueError: ``fraction`` not in [0, 1), or a class has too few pairs to give both splits one.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction!r}")
+    if fraction == 0.0:
+        return tuple(pairs), ()
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(pairs), dtype=bool)
+    labels = np.array([y for _, y in pairs])
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        take = max(1, round(fraction * rows.size))
+        if take >= rows.size:
+            raise ValueError(f"class {int(label)} has {rows.size} training pairs, too few for a validation "
+                             f"fraction of {fraction} that leaves both splits at least one")
+        held[rng.choice(rows, size=take, replace=False)] = True
+    return (tuple(p for p, h in zip(pairs, held) if not h), tuple(p for p, h in zip(pairs, held) if h))
+
+
 def length_groups(pairs: Sequence[tuple[str, int]], tokenizer: Tokenizer, strand: str = "+"
                   ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """``{token length: (input_ids [N, T], labels [N])}``: the pairs encoded (``strand="-"``: reverse
@@ -223,8 +275,11 @@ def _batches(groups: list[dict[int, tuple[torch.Tensor, torch.Tensor]]], batch_s
 
 
 def finetune(job: FinetuneJob, task: SequenceTask, log: Callable[[str], None] | None = print
-             ) -> tuple[torch.nn.Module, list[dict[str, float]]]:
-    """Train the job's classifier on ``task``'s training split; returns the model (eval mode) and the loss log.
+             ) -> tuple[torch.nn.Module, list[dict[str, float]], dict[str, Any] | None]:
+    """Train the job's classifier on ``task``'s training split; returns the model (eval mode), the loss
+    log and the validation record (None without ``task.val_fraction``): ``{"n", "fraction", "seed",
+    "by_step": [{"step", "accuracy", "loss"}], "best_step", "best_accuracy", "kept": "best"|"last"}``
+    (loss: mean cross-entropy in nats, one strand).
 
     Raises:
         FloatingPointError: the loss is not finite (the message says which settings to lower).
@@ -235,7 +290,7 @@ def finetune(job: FinetuneJob, task: SequenceTask, log: Callable[[str], None] | 
     device = resolve_device(t.device)
     torch.manual_seed(t.seed)
     model = build_classifier(job, tokenizer, task.classes).to(device)
-    pairs = task.train
+    pairs, held_out = validation_split(task.train, job.task.val_fraction, job.task.val_seed)
     if job.task.max_train and len(pairs) > job.task.max_train:
         keep = np.sort(np.random.default_rng(t.seed).choice(len(pairs), job.task.max_train, replace=False))
         pairs = tuple(pairs[i] for i in keep)
@@ -251,6 +306,22 @@ def finetune(job: FinetuneJob, task: SequenceTask, log: Callable[[str], None] | 
         return model(ids, labels=labels, use_cache=False).loss
 
     history: list[dict[str, float]] = []
+    scores: list[dict[str, float]] = []
+    best: dict[str, Any] = {}
+
+    def validate(step: int) -> None:
+        model.eval()
+        probs, labels = _class_probabilities(model, tokenizer, held_out, job.eval.batch_size, "+")
+        model.train()
+        picked = probs.gather(1, labels[:, None]).squeeze(1).clamp_min(torch.finfo(probs.dtype).tiny)
+        score = {"step": step, "accuracy": float((probs.argmax(-1) == labels).double().mean()),
+                 "loss": float(-picked.log().double().mean())}
+        scores.append(score)
+        if not best or (score["accuracy"], -score["loss"]) > (best["accuracy"], -best["loss"]):
+            best.update(score)
+            if t.keep_best:
+                best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
     start = time.perf_counter()
     from tqdm.auto import tqdm
 
@@ -264,6 +335,11 @@ def finetune(job: FinetuneJob, task: SequenceTask, log: Callable[[str], None] | 
         history.append({"step": record.step, "loss": loss, "lr": record.lr, "elapsed_s": time.perf_counter() - start,
                         "skipped": record.skipped})
         bar.update(1)
+        if held_out and (record.step == t.steps or (t.eval_every and record.step % t.eval_every == 0)):
+            validate(record.step)
+            if log is not None:
+                bar.write(f"step {record.step}/{t.steps}  validation accuracy {scores[-1]['accuracy']:.4f}  "
+                          f"loss {scores[-1]['loss']:.4f}")
         if log is not None and (record.step % t.log_every == 0 or record.step == t.steps):
             bar.write(f"step {record.step}/{t.steps}  loss {loss:.4f}  {history[-1]['elapsed_s']:.0f}s")
 
@@ -272,8 +348,18 @@ def finetune(job: FinetuneJob, task: SequenceTask, log: Callable[[str], None] | 
                     steps=t.steps, grad_clip=t.grad_clip, device=device, on_step=on_step)
     finally:
         bar.close()
+    validation = None
+    if held_out:
+        if t.keep_best:
+            model.load_state_dict(best.pop("state"))
+        validation = {"n": len(held_out), "fraction": job.task.val_fraction, "seed": job.task.val_seed,
+                      "by_step": scores, "best_step": best["step"], "best_accuracy": best["accuracy"],
+                      "kept": "best" if t.keep_best else "last"}
+        if log is not None:
+            log(f"validation: best accuracy {best['accuracy']:.4f} at step {best['step']}; "
+                f"keeping the {validation['kept']} step's weights")
     model.eval()
-    return model, history
+    return model, history, validation
 
 
 @torch.no_grad()
@@ -336,7 +422,7 @@ def run_finetune_job(job: FinetuneJob, log: Callable[[str], None] | None = print
     task = load_benchmark(job.task.path)
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, history = finetune(job, task, log)
+    model, history, validation = finetune(job, task, log)
     tokenizer = get_tokenizer(job.task.tokenizer)
     model.save_pretrained(out / "model")
     (out / "model" / "finetune_job.json").write_text(json.dumps(job.to_dict(), indent=2) + "\n")
@@ -351,6 +437,8 @@ def run_finetune_job(job: FinetuneJob, log: Callable[[str], None] | None = print
                "train_seconds": history[-1]["elapsed_s"], "final_loss": history[-1]["loss"],
                "skipped_steps": [h["step"] for h in history if h["skipped"]],
                "eval_seconds": time.perf_counter() - start, "test": test, "test_both_strands": test_both}
+    if validation is not None:
+        results["validation"] = validation
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     plot_loss_history(history, out / "loss_curve.png",
                       title=f"{job.name} on {task.name}: test accuracy {test['accuracy']:.1%}")

@@ -4,8 +4,8 @@
 finetune``, or a results file kept in ``docs/results/dna/``) and prints one markdown row per variant,
 task and budget: the mean test accuracy over the seeds from scratch and from pretraining, each seed's
 value in brackets, and the change that pretraining makes on the seeds that have both. Runs with
-another budget (steps, batch size, learning rate) form their own row, so a table never averages
-unlike runs; two runs of one cell and seed are an error, so none is counted twice.
+another budget (steps, batch size, learning rate) or another selection (a validation split, the
+best step's weights kept) form their own row, so a table never averages unlike runs; two runs of one cell and seed are an error, so none is counted twice.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ _VARIANT_NAMES = {"lmm": "LMM", "mac": "MAC", "mag": "MAG", "mal": "MAL", "trans
 class FinetuneRecord:
     """One fine-tuning run's result: what was trained (task, variant, from pretraining or not, seed,
     budget) and its test accuracy (fractions in [0, 1]; ``both_strands`` None for runs scored before
-    it was recorded)."""
+    it was recorded). ``selection``: ``""`` for a run trained on the whole training split, else its
+    validation split and the weights it kept, e.g. ``"val 10%, best"``."""
 
     path: str
     task: str
@@ -60,6 +61,7 @@ class FinetuneRecord:
     parameters: int
     accuracy: float
     both_strands: float | None
+    selection: str = ""
 
 
 def read_record(run: str | Path) -> FinetuneRecord:
@@ -81,12 +83,14 @@ def read_record(run: str | Path) -> FinetuneRecord:
     try:
         train = data["job"]["train"]
         both = data.get("test_both_strands")
+        fraction = float(data["job"].get("task", {}).get("val_fraction", 0.0))  # absent: files before it
+        selection = f"val {100 * fraction:g}%, {data['validation']['kept']}" if fraction else ""
         return FinetuneRecord(
             path=str(path), task=str(data["task"]["name"]), variant=str(data["variant"]),
             pretrained=bool(data["pretrained"]), seed=int(train["seed"]), steps=int(train["steps"]),
             batch_size=int(train["batch_size"]), lr=float(train["lr"]), parameters=int(data["parameters"]),
             accuracy=float(data["test"]["accuracy"]),
-            both_strands=None if both is None else float(both["accuracy"]),
+            both_strands=None if both is None else float(both["accuracy"]), selection=selection,
         )
     except (KeyError, TypeError) as err:
         raise ValueError(f"{path} is not a titanmem dna finetune results file: no field {err}") from err
@@ -99,7 +103,7 @@ def _variant_key(variant: str) -> tuple[int, str]:
 def summarize(records: Iterable[FinetuneRecord], both_strands: bool = False) -> list[dict[str, Any]]:
     """Rows of (variant, task, budget) with each seed's accuracy from scratch and from pretraining.
 
-    Each row: ``variant``, ``task``, ``steps``, ``batch_size``, ``lr``, ``parameters`` (sorted list of
+    Each row: ``variant``, ``task``, ``steps``, ``batch_size``, ``lr``, ``selection``, ``parameters`` (sorted list of
     the counts seen), ``scratch`` and ``pretrained`` (``{seed: accuracy}``, fractions), ``change``
     (``{seed: pretrained - scratch}`` for the seeds with both). ``both_strands`` scores each run by
     the mean of each sequence's and its reverse complement's class probabilities instead.
@@ -117,7 +121,7 @@ def summarize(records: Iterable[FinetuneRecord], both_strands: bool = False) -> 
                 raise ValueError(f"{r.path} has no both-strands score (test_both_strands); score its model with "
                                  f"'titanmem dna eval <model> <task> --both-strands' or leave out --both-strands")
             value = r.both_strands
-        key = (r.variant, r.task, r.steps, r.batch_size, r.lr)
+        key = (r.variant, r.task, r.steps, r.batch_size, r.lr, r.selection)
         cell = (*key, r.pretrained, r.seed)
         if cell in seen:
             kind = "pretrained" if r.pretrained else "scratch"
@@ -125,7 +129,8 @@ def summarize(records: Iterable[FinetuneRecord], both_strands: bool = False) -> 
                              f"{seen[cell]} and {r.path}; pass each run once")
         seen[cell] = r.path
         row = rows.setdefault(key, {"variant": r.variant, "task": r.task, "steps": r.steps,
-                                    "batch_size": r.batch_size, "lr": r.lr, "parameters": set(),
+                                    "batch_size": r.batch_size, "lr": r.lr, "selection": r.selection,
+                                    "parameters": set(),
                                     "scratch": {}, "pretrained": {}})
         row["parameters"].add(r.parameters)
         row["pretrained" if r.pretrained else "scratch"][r.seed] = value
@@ -167,7 +172,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
         name = _VARIANT_NAMES.get(row["variant"], row["variant"])
         params = " / ".join(f"{p:,}" for p in row["parameters"])
         seeds = (f"{', '.join(map(str, row['scratch'])) or '-'} / {', '.join(map(str, row['pretrained'])) or '-'}")
-        lines.append(f"| {name} | {row['task']} | {row['steps']} | {params} | {seeds} | {_cell(row['scratch'])} | "
+        steps = f"{row['steps']} ({row['selection']})" if row.get("selection") else f"{row['steps']}"
+        lines.append(f"| {name} | {row['task']} | {steps} | {params} | {seeds} | {_cell(row['scratch'])} | "
                      f"{_cell(row['pretrained'])} | {_cell(row['change'], signed=True)} |")
     return "\n".join(lines) + "\n"
 
